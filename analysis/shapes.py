@@ -1,0 +1,448 @@
+"""Exact output sizes and padding solutions for conv, transposed conv, pooling and upsampling.
+
+Works on ints and on sympy expressions; floors are kept.  Formulas are PyTorch's
+documented ones (``torch.nn.Conv2d``, ``ConvTranspose2d``, ``MaxPool2d``,
+``AvgPool2d``, ``Upsample``).
+
+>>> output_size("conv", 1024, 5, stride=2, padding=1).size
+511
+>>> output_size("conv", 1024, 5, stride=2, padding=1).dropped
+0
+>>> solve_padding(4, stride=2, transposed=True, scale=2).solutions
+((1, 0),)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any, Iterable, Union
+
+import sympy as sp
+
+from .errors import ArchcountError
+
+Size = Union[int, sp.Expr]
+
+KIND_ALIASES = {
+    "conv": "conv", "conv1d": "conv", "conv2d": "conv",
+    "transposed": "transposed", "conv_transpose": "transposed", "convtranspose": "transposed",
+    "convtranspose2d": "transposed", "deconv": "transposed", "tconv": "transposed",
+    "maxpool": "maxpool", "max_pool": "maxpool", "maxpool2d": "maxpool", "max": "maxpool",
+    "avgpool": "avgpool", "avg_pool": "avgpool", "avgpool2d": "avgpool", "avg": "avgpool",
+    "upsample": "upsample", "interpolate": "upsample", "up": "upsample",
+}
+
+
+def normalize_kind(kind: str) -> str:
+    """Map a kind name or alias (``"conv2d"``, ``"deconv"``, ``"max"``) to its canonical form."""
+    key = str(kind).strip().lower().replace("-", "_")
+    if key not in KIND_ALIASES:
+        raise ArchcountError(
+            f"unknown layer kind {kind!r}; valid: conv, transposed, maxpool, avgpool, upsample",
+            argument="kind")
+    return KIND_ALIASES[key]
+
+
+def _is_num(x: Any) -> bool:
+    if isinstance(x, bool):
+        return False
+    if isinstance(x, int):
+        return True
+    return isinstance(x, sp.Basic) and x.is_number
+
+
+def _as_int_or_expr(x: Any, name: str) -> Size:
+    if isinstance(x, bool):
+        raise ArchcountError(f"must be an integer, got {x!r}", argument=name)
+    if isinstance(x, int):
+        return x
+    if isinstance(x, sp.Basic):
+        if x.is_number:
+            if not x.is_integer:
+                raise ArchcountError(f"must be an integer, got {x}", argument=name)
+            return int(x)
+        return x
+    try:
+        import numbers
+        if isinstance(x, numbers.Integral):
+            return int(x)
+    except Exception:  # pragma: no cover
+        pass
+    raise ArchcountError(f"must be an integer or a sympy expression, got {x!r}", argument=name)
+
+
+def _check_min(x: Size, name: str, minimum: int, what: str = "") -> None:
+    if _is_num(x) and int(x) < minimum:
+        raise ArchcountError(f"must be >= {minimum}{what}, got {x}", argument=name)
+
+
+def _floor_div(a: Size, b: Size) -> Size:
+    if _is_num(a) and _is_num(b):
+        return int(a) // int(b)
+    return sp.floor(sp.Rational(1, 1) * a / b)
+
+
+def _ceil_div(a: Size, b: Size) -> Size:
+    if _is_num(a) and _is_num(b):
+        return -((-int(a)) // int(b))
+    return sp.ceiling(sp.Rational(1, 1) * a / b)
+
+
+@dataclass(frozen=True)
+class SizeResult:
+    """An output size with what floor division lost.
+
+    ``size`` is an int or a sympy expression; ``dropped`` counts input rows (or
+    columns) that no output reads (``None`` when unknown for symbolic input).
+    """
+
+    kind: str
+    input: Size
+    size: Size
+    dropped: Size | None
+    formula: str
+    floor_applied: bool = False
+
+    def __int__(self) -> int:
+        return int(self.size)
+
+    def __index__(self) -> int:
+        return int(self.size)
+
+    def explain(self) -> str:
+        """One sentence in words."""
+        text = f"{self.kind}: {self.input} -> {self.size}  [{self.formula}]"
+        if self.dropped not in (None, 0):
+            text += f"; floor division drops {self.dropped} input row(s)/column(s) that never reach the output"
+        return text
+
+    def to_dict(self) -> dict[str, Any]:
+        conv = (lambda v: v if isinstance(v, int) or v is None else sp.sstr(v))
+        return {"kind": self.kind, "input": conv(self.input), "size": conv(self.size),
+                "dropped": conv(self.dropped), "formula": self.formula, "floor_applied": self.floor_applied}
+
+
+def out_len(kind: str, n: Size, kernel: Size | None = None, stride: Size | None = None, padding: Size = 0,
+            dilation: Size = 1, output_padding: Size = 0, ceil_mode: bool = False,
+            scale_factor: Any = None) -> Size:
+    """Output length along one axis (int or sympy expression), no validation or report."""
+    kind = normalize_kind(kind)
+    if kind == "upsample":
+        sf = sp.nsimplify(scale_factor)
+        if _is_num(n):
+            return int(sp.floor(n * sf))
+        return sp.floor(n * sf) if not sf.is_integer else n * sf
+    if stride is None:
+        stride = kernel if kind in ("maxpool", "avgpool") else 1
+    if kind == "transposed":
+        return (n - 1) * stride - 2 * padding + dilation * (kernel - 1) + output_padding + 1
+    span = n + 2 * padding - dilation * (kernel - 1) - 1
+    if kind in ("maxpool", "avgpool") and ceil_mode:
+        out = _ceil_div(span, stride) + 1
+        # PyTorch: the last window must start inside the input or left padding.
+        if _is_num(out) and _is_num(n):
+            if (int(out) - 1) * int(stride) >= int(n) + int(padding):
+                out = int(out) - 1
+            return out
+        return sp.Piecewise((out - 1, sp.Ge((out - 1) * stride, n + padding)), (out, True))
+    return _floor_div(span, stride) + 1
+
+
+def _dropped_rows(n: Size, kernel: Size, stride: Size, padding: Size, dilation: Size, out: Size) -> Size | None:
+    """Input rows that no output window reads."""
+    if all(_is_num(v) for v in (n, kernel, stride, padding, dilation, out)):
+        n, kernel, stride, padding, dilation, out = (int(v) for v in (n, kernel, stride, padding, dilation, out))
+        seen = set()
+        for o in range(out):
+            for j in range(kernel):
+                pos = o * stride - padding + j * dilation
+                if 0 <= pos < n:
+                    seen.add(pos)
+        return n - len(seen)
+    if _is_num(kernel) and _is_num(stride) and _is_num(dilation) and int(dilation) == 1 \
+            and int(kernel) >= int(stride):
+        # windows are contiguous: only the tail can be lost
+        span = n + 2 * padding - dilation * (kernel - 1) - 1
+        return sp.Max(0, sp.Mod(span, stride) - padding)
+    return None
+
+
+def output_size(kind: str, size: Size, kernel: Size | None = None, stride: Size | None = None,
+                padding: Size = 0, dilation: Size = 1, output_padding: Size = 0, *,
+                ceil_mode: bool = False, scale_factor: Any = None) -> SizeResult:
+    """Output size of one layer along one axis, exactly as PyTorch computes it.
+
+    ``kind`` is ``conv``, ``transposed``, ``maxpool``, ``avgpool`` or ``upsample``
+    (``scale_factor`` for the last).  Pool strides default to the kernel.
+
+    >>> output_size("conv", 32, 3, padding=1).size
+    32
+    >>> output_size("transposed", 16, 3, stride=2, padding=1, output_padding=1).size
+    32
+    >>> from analysis.symbols import H
+    >>> output_size("maxpool", H, 2).size
+    floor(H/2)
+    """
+    kind = normalize_kind(kind)
+    n = _as_int_or_expr(size, "size")
+    _check_min(n, "size", 1)
+    if kind == "upsample":
+        if scale_factor is None:
+            raise ArchcountError("upsample needs scale_factor", argument="scale_factor")
+        sf = sp.nsimplify(scale_factor)
+        if not (sf.is_number and sf > 0):
+            raise ArchcountError(f"must be positive, got {scale_factor!r}", argument="scale_factor")
+        out = out_len(kind, n, scale_factor=sf)
+        _check_min(out, "size", 1, " after upsampling")
+        return SizeResult(kind, n, out, 0, f"floor(n*{sf})", floor_applied=not sf.is_integer)
+    if kernel is None:
+        raise ArchcountError(f"{kind} needs a kernel size", argument="kernel")
+    kernel = _as_int_or_expr(kernel, "kernel")
+    if stride is None:
+        stride = kernel if kind in ("maxpool", "avgpool") else 1
+    stride = _as_int_or_expr(stride, "stride")
+    padding = _as_int_or_expr(padding, "padding")
+    dilation = _as_int_or_expr(dilation, "dilation")
+    output_padding = _as_int_or_expr(output_padding, "output_padding")
+    _check_min(kernel, "kernel", 1)
+    _check_min(stride, "stride", 1)
+    _check_min(dilation, "dilation", 1)
+    _check_min(padding, "padding", 0)
+    _check_min(output_padding, "output_padding", 0)
+    if kind == "transposed":
+        if _is_num(output_padding) and _is_num(stride) and _is_num(dilation) \
+                and int(output_padding) >= max(int(stride), int(dilation)):
+            raise ArchcountError(
+                f"must be smaller than max(stride, dilation) = {max(int(stride), int(dilation))}, "
+                f"got {output_padding}", argument="output_padding")
+        out = out_len(kind, n, kernel, stride, padding, dilation, output_padding)
+        _check_min(out, "size", 1, f" for the output (padding {padding} crops everything)")
+        return SizeResult(kind, n, out, 0, "(n-1)*s - 2p + d(k-1) + op + 1")
+    if kind in ("maxpool", "avgpool"):
+        if kind == "avgpool" and _is_num(dilation) and int(dilation) != 1:
+            raise ArchcountError("avgpool has no dilation; must be 1", argument="dilation")
+        if _is_num(padding) and _is_num(kernel) and 2 * int(padding) > int(kernel):
+            raise ArchcountError(f"pool padding must be at most kernel/2 = {int(kernel) // 2}, got {padding}",
+                                 argument="padding")
+    elif output_padding not in (0, sp.Integer(0)):
+        raise ArchcountError("output_padding applies only to transposed convs", argument="output_padding")
+    eff = dilation * (kernel - 1) + 1
+    if _is_num(n) and _is_num(eff) and _is_num(padding) and int(n) + 2 * int(padding) < int(eff):
+        raise ArchcountError(
+            f"kernel extent {eff} is larger than the padded input {int(n) + 2 * int(padding)} "
+            f"(size {n} + 2*padding {padding}); the input must be at least {int(eff) - 2 * int(padding)}",
+            argument="kernel")
+    out = out_len(kind, n, kernel, stride, padding, dilation, ceil_mode=ceil_mode)
+    dropped = _dropped_rows(n, kernel, stride, padding, dilation, out) if not ceil_mode else 0
+    rounding = "ceil" if ceil_mode else "floor"
+    span_exact = None
+    if all(_is_num(v) for v in (n, kernel, stride, padding, dilation)):
+        span_exact = (int(n) + 2 * int(padding) - int(dilation) * (int(kernel) - 1) - 1) % int(stride) == 0
+    return SizeResult(kind, n, out, dropped, f"{rounding}((n + 2p - d(k-1) - 1)/s) + 1",
+                      floor_applied=(span_exact is False) or (span_exact is None and stride != 1))
+
+
+# --------------------------------------------------------------------------- padding solver
+
+@dataclass(frozen=True)
+class PaddingSolution:
+    """The integer paddings that give ``out = scale * in`` for every input in ``valid_for``."""
+
+    kernel: Size
+    stride: int
+    dilation: int
+    transposed: bool
+    scale: sp.Rational
+    solutions: tuple[tuple[Any, Any], ...]  #: (padding, output_padding) pairs; may hold formulas
+    valid_for: str
+    reason: str | None = None  #: why there is no solution, when there is none
+    general: tuple[str, ...] = ()  #: general formulas, in words
+    by_parity: dict[str, tuple[tuple[Any, Any], ...]] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.solutions) or any(self.by_parity.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        s = lambda v: v if isinstance(v, int) else sp.sstr(v)  # noqa: E731
+        return {
+            "kernel": s(self.kernel), "stride": self.stride, "dilation": self.dilation,
+            "transposed": self.transposed, "scale": sp.sstr(self.scale),
+            "solutions": [[s(p), s(op)] for p, op in self.solutions],
+            "by_parity": {key: [[s(p), s(op)] for p, op in sols] for key, sols in self.by_parity.items()},
+            "valid_for": self.valid_for, "reason": self.reason, "general": list(self.general),
+        }
+
+
+def _parse_scale(scale: Any, stride: int, transposed: bool) -> sp.Rational:
+    if scale is None or scale is ...:
+        return sp.Integer(stride) if transposed else sp.Rational(1, stride)
+    try:
+        value = sp.Rational(Fraction(str(scale))) if isinstance(scale, str) else sp.nsimplify(scale)
+    except (ValueError, TypeError, sp.SympifyError):
+        raise ArchcountError(f"must be a positive number such as 1, 1/2 or 2, got {scale!r}",
+                             argument="scale") from None
+    if not (value.is_number and value.is_rational and value > 0):
+        raise ArchcountError(f"must be a positive rational such as 1, 1/2 or 2, got {scale!r}", argument="scale")
+    return value
+
+
+def general_padding_formulas() -> tuple[str, ...]:
+    """The general formulas behind :func:`solve_padding`, in words."""
+    return (
+        "conv, stride s, out = in/s for all in divisible by s: "
+        "ceil((d(k-1)+1-s)/2) <= p <= floor(d(k-1)/2)",
+        "conv, stride 1, keep size: p = d(k-1)/2, so only odd d(k-1)+1 (odd k when d=1) works",
+        "stride-2 conv halving: p = floor((k-1)/2) (d=1)",
+        "transposed conv, stride s, out = s*in for all in: 2p = d(k-1) + 1 - s + op, 0 <= op < max(s, d)",
+        "stride-2 transposed conv doubling: p = floor((k-1)/2), op = k mod 2 (d=1)",
+    )
+
+
+def _conv_range(kernel: int, stride: int, dilation: int) -> tuple[int, int]:
+    lo = -((-(dilation * (kernel - 1) + 1 - stride)) // 2)
+    hi = (dilation * (kernel - 1)) // 2
+    return max(lo, 0), hi
+
+
+def _solve_numeric(kernel: int, stride: int, dilation: int, transposed: bool, scale: sp.Rational
+                   ) -> tuple[tuple[tuple[int, int], ...], str, str | None]:
+    if transposed:
+        if scale != stride:
+            return (), "", (f"a stride-{stride} transposed conv gives out = {stride}*in + const, "
+                            f"so only scale {stride} can hold for every input size, not {scale}")
+        sols = []
+        for op in range(max(stride, dilation)):
+            twice_p = dilation * (kernel - 1) + 1 - stride + op
+            if twice_p >= 0 and twice_p % 2 == 0:
+                sols.append((twice_p // 2, op))
+        valid = "all input sizes >= 1"
+        if not sols:
+            return (), valid, (f"2p = d(k-1) + 1 - s + op = {dilation * (kernel - 1) + 1 - stride} + op "
+                               f"has no solution with p >= 0 and 0 <= op < {max(stride, dilation)}")
+        return tuple(sols), valid, None
+    if scale != sp.Rational(1, stride):
+        return (), "", (f"a stride-{stride} conv gives out ~ in/{stride}, so only scale 1/{stride} "
+                        f"can hold for every input size, not {scale}")
+    lo, hi = _conv_range(kernel, stride, dilation)
+    valid = "all input sizes" if stride == 1 else f"all input sizes divisible by {stride} (in >= {stride})"
+    if lo > hi:
+        eff = dilation * (kernel - 1) + 1
+        if stride == 1:
+            why = (f"keeping the size needs 2p = d(k-1) = {dilation * (kernel - 1)}, which is odd: an "
+                   f"{'even' if eff % 2 == 0 else 'odd'} effective kernel {eff} with stride 1 cannot keep "
+                   f"the size with symmetric padding")
+        else:
+            why = f"no integer p with {dilation * (kernel - 1) + 1 - stride} <= 2p <= {dilation * (kernel - 1)}"
+        return (), valid, why
+    return tuple((p, 0) for p in range(lo, hi + 1)), valid, None
+
+
+def solve_padding(kernel: Size, stride: int = 1, dilation: int = 1, transposed: bool = False,
+                  scale: Any = None) -> PaddingSolution:
+    """All integer ``(padding, output_padding)`` giving ``out = scale*in`` for every input in a class.
+
+    ``scale`` defaults to ``1/stride`` (conv) or ``stride`` (transposed).  The kernel may be a
+    sympy symbol; then the answer is given per parity of k and as a floor formula.
+
+    >>> solve_padding(3, stride=2).solutions
+    ((1, 0),)
+    >>> solve_padding(4).reason.startswith("keeping the size")
+    True
+    >>> from analysis.symbols import k
+    >>> solve_padding(k, stride=2, transposed=True).solutions
+    ((floor(k/2 - 1/2), k - 2*floor(k/2)),)
+    """
+    from .errors import require_positive_int
+    stride = require_positive_int(stride, "stride")
+    dilation = require_positive_int(dilation, "dilation")
+    scale_r = _parse_scale(scale, stride, transposed)
+    general = general_padding_formulas()
+    if isinstance(kernel, sp.Basic) and not kernel.is_number:
+        return _solve_symbolic(kernel, stride, dilation, transposed, scale_r, general)
+    kernel = require_positive_int(kernel if not isinstance(kernel, sp.Basic) else int(kernel), "kernel")
+    sols, valid, why = _solve_numeric(kernel, stride, dilation, transposed, scale_r)
+    return PaddingSolution(kernel, stride, dilation, transposed, scale_r, sols, valid, why, general)
+
+
+def _solve_symbolic(kernel: sp.Expr, stride: int, dilation: int, transposed: bool, scale: sp.Rational,
+                    general: tuple[str, ...]) -> PaddingSolution:
+    ksym = kernel
+    by_parity: dict[str, tuple] = {}
+    samples = {"odd": [3, 5, 7, 9], "even": [2, 4, 6, 8]}
+    fitted: dict[str, list[tuple[sp.Expr, sp.Expr]]] = {}
+    reason = None
+    valid = ""
+    for parity, ks in samples.items():
+        per_k = []
+        for kv in ks:
+            sols, valid, why = _solve_numeric(kv, stride, dilation, transposed, scale)
+            per_k.append(sols)
+            if why and reason is None:
+                reason = f"{parity} k: {why}"
+        counts = {len(s) for s in per_k}
+        if counts == {0}:
+            by_parity[parity] = ()
+            continue
+        if len(counts) != 1:
+            by_parity[parity] = ()
+            continue
+        forms = []
+        for idx in range(counts.pop()):
+            # p and op are affine in k within a parity class: fit on two points, check the rest
+            (p0, o0), (p1, o1) = per_k[0][idx], per_k[1][idx]
+            dk = ks[1] - ks[0]
+            ap, bp = sp.Rational(p1 - p0, dk), sp.Rational(p0) - sp.Rational(p1 - p0, dk) * ks[0]
+            ao, bo = sp.Rational(o1 - o0, dk), sp.Rational(o0) - sp.Rational(o1 - o0, dk) * ks[0]
+            for kv, sols in zip(ks, per_k):
+                assert sols[idx] == (ap * kv + bp, ao * kv + bo)
+            forms.append((sp.expand(ap * ksym + bp), sp.expand(ao * ksym + bo)))
+        by_parity[parity] = tuple(forms)
+        fitted[parity] = forms
+    combined: tuple = ()
+    if set(fitted) == {"odd", "even"} and len(fitted["odd"]) == len(fitted["even"]):
+        merged = []
+        for (po, oo), (pe, oe) in zip(fitted["odd"], fitted["even"]):
+            merged.append((_merge_parity(po, pe, ksym), _merge_parity(oo, oe, ksym)))
+        combined = tuple(merged)
+    if combined:
+        reason = None
+    return PaddingSolution(ksym, stride, dilation, transposed, scale, combined, valid, reason, general,
+                           by_parity)
+
+
+def _merge_parity(odd_form: sp.Expr, even_form: sp.Expr, ksym: sp.Symbol) -> sp.Expr:
+    """One expression equal to ``odd_form`` for odd k and ``even_form`` for even k, using floor(k/2)."""
+    if sp.simplify(odd_form - even_form) == 0:
+        return sp.expand(odd_form)
+    # odd_form = a k + b, even_form = c k + d; write as x k + y + z*(k - 2 floor(k/2))
+    # (k - 2 floor(k/2)) is 1 for odd and 0 for even k
+    parity = ksym - 2 * sp.floor(ksym / 2)
+    candidate = even_form + (odd_form - even_form) * parity
+    # prefer floor((k-1)/2)-style forms where they match
+    for alt in (sp.floor((ksym - 1) / 2), sp.floor(ksym / 2), sp.floor((ksym + 1) / 2)):
+        for mult in (1, 2):
+            for const in (-1, 0, 1):
+                guess = mult * alt + const
+                if all(guess.subs(ksym, v) == (odd_form if v % 2 else even_form).subs(ksym, v)
+                       for v in range(1, 12)):
+                    return guess
+    if all((sp.expand(odd_form - even_form)).subs(ksym, v) == 1 for v in (1, 2)):
+        return even_form + parity
+    return sp.expand(candidate)
+
+
+def padding_table(kernels: Iterable[int] = range(1, 8)) -> list[dict[str, Any]]:
+    """Rows for k = 1..7: stride-1 keep, stride-2 conv halving, stride-2 transposed doubling."""
+    rows = []
+    for kv in kernels:
+        keep = solve_padding(kv, stride=1)
+        half = solve_padding(kv, stride=2)
+        dbl = solve_padding(kv, stride=2, transposed=True)
+        rows.append({
+            "kernel": kv,
+            "stride-1 conv keeping size": [p for p, _ in keep.solutions] or None,
+            "stride-2 conv halving": [p for p, _ in half.solutions] or None,
+            "stride-2 transposed doubling": list(dbl.solutions) or None,
+        })
+    return rows

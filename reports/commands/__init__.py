@@ -1,0 +1,1 @@
+"""One module per ``archcount`` subcommand; each defines ``add_parser(subparsers)``."""
