@@ -13,7 +13,8 @@ from typing import Sequence
 from analysis.errors import ArchcountError
 
 #: Subcommand modules under reports.commands, in the order --help shows them.
-COMMANDS: tuple[str, ...] = ("models",)
+COMMANDS: tuple[str, ...] = ("models", "count", "solve", "padding", "shape", "rf", "verify", "check",
+                             "train", "report")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,7 +27,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in COMMANDS:
-        module = importlib.import_module(f"reports.commands.{name}")
+        try:
+            module = importlib.import_module(f"reports.commands.{name}")
+        except ModuleNotFoundError as exc:  # TEMPORARY while subcommands land; removed before release
+            if exc.name == f"reports.commands.{name}":
+                continue
+            raise
         module.add_parser(sub)
     return parser
 

@@ -1,0 +1,365 @@
+"""``count()``: exact per-layer formulas of a real model, and ``solve_for()``.
+
+>>> from analysis import count, NIC, NF, NC, k, H, W
+>>> t = count("pool_upsample")
+>>> t.total("weights")
+NC**2*k**2 + NC*NF*k**2 + NF**2*k**2*4 + NF*NIC*k**2
+>>> count("unet", kernel=3, input_size=(32, 32)).evaluate(NIC=1, NF=32, NC=24).total("outputs")
+90112
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, replace
+from typing import Any, Callable, Mapping, Sequence
+
+import sympy as sp
+
+from .capture import CapturedGraph, GraphNode, capture
+from .conventions import Convention, get_convention
+from .errors import ArchcountError
+from .rules import NON_LAYER_KEYS, RULES, LayerCounts, LayerSpec, RuleRegistry
+from .simplify import simplify_parity
+from .symbols import H, W, k
+from .table import CountTable, LayerRow, Unsupported, convention_values
+
+_NONTENSOR = object()
+
+
+def _cache_key(model: Any, hparams: Mapping[str, Any], symbols: Mapping[str, Any] | None) -> Any:
+    if isinstance(model, str):
+        import models as zoo
+        ident: Any = ("zoo", model, id(zoo.spec(model).factory))
+    elif callable(model) and not hasattr(model, "parameters"):
+        ident = ("factory", id(model))
+    else:
+        return None
+    try:
+        return (ident, tuple(sorted(hparams.items())), tuple(sorted((symbols or {}).items(), key=str)))
+    except TypeError:
+        return None
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_capture(key: Any, model: Any, hparams: tuple, symbols: tuple) -> CapturedGraph:
+    return capture(model, hparams=dict(hparams), symbols=dict(symbols))
+
+
+def _capture(model: Any, hparams: Mapping[str, Any], symbols: Mapping[str, Any] | None,
+             registry: RuleRegistry) -> CapturedGraph:
+    key = _cache_key(model, hparams, symbols) if registry is RULES else None
+    if key is None:
+        return capture(model, hparams=hparams, symbols=symbols, registry=registry)
+    return _cached_capture(key, model, tuple(sorted(hparams.items())), tuple(sorted((symbols or {}).items(), key=str)))
+
+
+def _size_pair(input_size: Any) -> tuple[Any, ...]:
+    if isinstance(input_size, (int, sp.Basic)) and not isinstance(input_size, bool):
+        input_size = (input_size, input_size)
+    try:
+        sizes = tuple(input_size)
+    except TypeError:
+        raise ArchcountError(f"expected (H, W) or one size, got {input_size!r}", argument="input_size") from None
+    out = []
+    for s in sizes:
+        if isinstance(s, bool) or not isinstance(s, (int, sp.Basic)):
+            raise ArchcountError(f"sizes must be integers or sympy expressions, got {s!r}", argument="input_size")
+        if isinstance(s, int) or (isinstance(s, sp.Basic) and s.is_number):
+            if int(s) < 1:
+                raise ArchcountError(f"sizes must be >= 1, got {s}", argument="input_size")
+            s = int(s)
+        out.append(s)
+    return tuple(out)
+
+
+def count(model: Any, *, convention: str | Convention = "weighted", input_size: Any = (H, W),
+          switches: Any = None, symbols: Mapping[str, Any] | None = None, strict: bool = False,
+          registry: RuleRegistry = RULES, **hparams: Any) -> CountTable:
+    """Exact weights, outputs and connections of every layer of ``model``.
+
+    ``model`` is a zoo name, a factory taking the zoo hyperparameters (``kernel``,
+    ``num_in_channels``, ``num_filters``, ``num_colours``), or a concrete ``nn.Module`` (channel
+    counts are then numbers).  Hyperparameters not fixed in ``hparams`` become the symbols k,
+    NIC, NF, NC; ``symbols={"N": sympy.Symbol("N", positive=True, integer=True)}`` lifts others.
+    Unknown layers are listed in ``table.unsupported`` (and raise with ``strict=True``).
+
+    >>> from analysis import count, H, W
+    >>> count("conv_transpose", kernel=3).simplified(4).row("block1.0").out_shape
+    (NF, H/2, W/2)
+    """
+    graph = _capture(model, hparams, symbols, registry)
+    conv = get_convention(convention, switches)
+    sizes = _size_pair(input_size)
+    if isinstance(model, str):
+        import models as zoo
+        spec = zoo.spec(model)
+        for axis, s in zip("HW", sizes):
+            if isinstance(s, int) and not spec.valid_size(s):
+                raise ArchcountError(f"input {axis}={s} is not valid for this model's depth; {axis} must be "
+                                     f"{spec.size_rule()}", model=model, argument="input_size")
+        return propagate(graph, sizes, conv, strict=strict, registry=registry, size_multiple=spec.size_multiple)
+    return propagate(graph, sizes, conv, strict=strict, registry=registry)
+
+
+def _constraint_text(constraints: list[tuple[str, Any, Any]], size_multiple: int,
+                     symbols: Mapping[str, sp.Symbol]) -> list[str]:
+    """Discharge shape constraints under the model's input rule (H, W multiples of m) where possible."""
+    from .simplify import simplify_multiple
+    out: list[str] = []
+    needed = 1
+    for path, a, b in constraints:
+        diff = sp.sympify(a) - sp.sympify(b)
+        for m in sorted({size_multiple, 2, 4, 8, 16, 32}):
+            if m >= size_multiple and simplify_multiple(diff, {"H": m, "W": m}, symbols) == 0:
+                needed = max(needed, m)
+                break
+        else:
+            out.append(f"{path}: needs {sp.sstr(a)} = {sp.sstr(b)}, which holds only for some input sizes")
+    if needed > 1:
+        rule = "the model's input rule" if needed == size_multiple else "needed by the skip/flatten shapes"
+        out.insert(0, f"H, W multiples of {needed} ({rule})")
+    return out
+
+
+def propagate(graph: CapturedGraph, sizes: Sequence[Any], conv: Convention, *, strict: bool = False,
+              registry: RuleRegistry = RULES, size_multiple: int = 1) -> CountTable:
+    """Apply the rules along the graph from an input of spatial ``sizes``."""
+    env: dict[str, Any] = {}
+    paths: dict[str, str] = {}
+    rows: list[LayerRow] = []
+    unsupported: list[Unsupported] = []
+    assumptions: list[str] = list(graph.assumptions)
+    constraints: list[tuple[str, Any, Any]] = []
+    input_shape = (graph.input_channels, *sizes)
+    parity = graph.kernel_parity if k in _free(graph.hparams.values()) else None
+
+    def tidy(x: Any) -> Any:
+        if parity and isinstance(x, sp.Basic) and k in x.free_symbols:
+            x = simplify_parity(x, parity)
+        if isinstance(x, sp.Basic) and x.is_Integer:
+            return int(x)
+        return x
+
+    for node in graph.nodes:
+        paths[node.name] = node.path
+        if node.op == "placeholder":
+            env[node.name] = tuple(input_shape)
+            continue
+        if node.op == "output":
+            continue
+        if node.key in NON_LAYER_KEYS:
+            env[node.name] = _NONTENSOR
+            continue
+        in_names = [n for n in node.inputs if env.get(n) is not _NONTENSOR]
+        in_shapes = [env.get(n) for n in in_names]
+        found = registry.resolve(node.mro_keys)
+        if found is None:
+            reason = f"no counting rule for {node.type_name}"
+            if node.n_params:
+                reason += f" (it has {node.n_params} parameters, not counted)"
+            if node.op == "get_attr":
+                reason = f"reads a parameter or buffer directly ({node.params.get('target')})"
+            if strict:
+                raise ArchcountError(reason + "; register one with analysis.rules.register_rule", model=graph.model,
+                                     layer=node.path)
+            unsupported.append(Unsupported(node.path, node.type_name, reason))
+            env[node.name] = None
+            continue
+        missing = [paths.get(n, n) for n, s in zip(in_names, in_shapes) if s is None]
+        if missing:
+            reason = f"its input comes from unsupported layer {', '.join(missing)}"
+            if strict:
+                raise ArchcountError(reason, model=graph.model, layer=node.path)
+            unsupported.append(Unsupported(node.path, node.type_name, reason))
+            env[node.name] = None
+            continue
+        spec = LayerSpec(node.path, node.key, node.mro_keys, node.params, tuple(in_names), node.type_name)
+        try:
+            counts = found[1](spec, in_shapes)
+        except ArchcountError as exc:
+            raise exc.with_context(model=graph.model, layer=node.path,
+                                   shapes={"input": [("BS",) + tuple(s) for s in in_shapes]}) from None
+        if parity:
+            counts = replace(counts, out_shape=tuple(tidy(x) for x in counts.out_shape), weight=tidy(counts.weight),
+                             bias=tidy(counts.bias), affine=tidy(counts.affine), outputs=tidy(counts.outputs),
+                             connections={key: (None if v is None else tidy(v)) for key, v in counts.connections.items()})
+        for s in counts.out_shape:
+            if isinstance(s, int) and s < 1:
+                raise ArchcountError(f"output size {s}: the input is too small for this layer", model=graph.model,
+                                     layer=node.path, shapes={"input": [("BS",) + tuple(x) for x in in_shapes]})
+        env[node.name] = tuple(counts.out_shape)
+        assumptions.extend(a for a in counts.assumptions if a not in assumptions)
+        constraints.extend((node.path, tidy(a), tidy(b)) for a, b in counts.constraints)
+        w, o, c = _values(counts, conv, node.path)
+        rows.append(LayerRow(node.path, node.type_name, tuple(tuple(s) for s in in_shapes), tuple(counts.out_shape),
+                             counts, w, o, c, tuple(paths.get(n, n) for n in in_names)))
+    assumptions.extend(_constraint_text(constraints, size_multiple, graph.symbols))
+    if unsupported:
+        assumptions.append(f"partial: {len(unsupported)} unsupported layer(s) not counted")
+    return CountTable(graph.model, conv, dict(graph.hparams), tuple(input_shape), tuple(rows), tuple(unsupported),
+                      tuple(assumptions), dict(graph.symbols))
+
+
+def _values(counts: LayerCounts, conv: Convention, path: str) -> tuple[Any, Any, Any]:
+    """Convention values; a missing exact formula is deferred (None) until that convention is asked for."""
+    try:
+        return convention_values(counts, conv, path)
+    except ArchcountError:
+        raise
+
+
+def _free(values: Any) -> set:
+    out: set = set()
+    for v in values:
+        if isinstance(v, sp.Basic):
+            out |= v.free_symbols
+    return out
+
+
+# --------------------------------------------------------------------------- output_shape of one layer
+
+def output_shape(layer: Any, input_shape: Sequence[Any]) -> tuple[Any, ...]:
+    """Exact output shape of a torch layer for ``input_shape`` (with or without the batch dim).
+
+    >>> import torch.nn as nn
+    >>> output_shape(nn.Conv2d(3, 16, 5, stride=2, padding=1), (1, 3, 1024, 768))
+    (1, 16, 511, 383)
+    """
+    from .capture import mro_keys, module_params
+    from .rules import apply_rule, type_key
+    cls = type(layer)
+    spec = LayerSpec(cls.__name__, type_key(cls), mro_keys(cls), module_params(layer), (), cls.__name__)
+    shape = tuple(input_shape)
+    batched = len(shape) >= 2 and _expects_batch(layer, shape)
+    per_sample = shape[1:] if batched else shape
+    try:
+        counts = apply_rule(spec, [tuple(per_sample)])
+    except ArchcountError as exc:
+        raise exc.with_context(layer=cls.__name__, shapes={"input": shape}) from None
+    return (shape[0], *counts.out_shape) if batched else tuple(counts.out_shape)
+
+
+def _expects_batch(layer: Any, shape: tuple) -> bool:
+    name = type(layer).__name__
+    for nd in (1, 2, 3):
+        if name.endswith(f"{nd}d"):
+            return len(shape) == nd + 2
+    if name in ("Upsample",):
+        return len(shape) >= 3
+    return True
+
+
+# --------------------------------------------------------------------------- solving
+
+@dataclass(frozen=True)
+class SolveResult:
+    """The value of a symbol that makes a total equal a target."""
+
+    symbol: sp.Symbol
+    quantity: str
+    equation: sp.Eq
+    roots: tuple[Any, ...]                 #: exact positive real roots
+    candidates: tuple[tuple[int, Any, Any], ...]  #: (integer value, total there, total - target)
+    target: Any
+
+    @property
+    def best(self) -> int | None:
+        return min(self.candidates, key=lambda c: (abs(c[2]), c[0]))[0] if self.candidates else None
+
+    def to_dict(self) -> dict[str, Any]:
+        j = lambda v: int(v) if isinstance(v, (int, sp.Integer)) else sp.sstr(v)  # noqa: E731
+        return {"symbol": str(self.symbol), "quantity": self.quantity, "equation": sp.sstr(self.equation),
+                "target": j(self.target), "roots": [sp.sstr(r) for r in self.roots],
+                "roots_float": [float(r) for r in self.roots],
+                "candidates": [{"value": v, "total": j(t), "difference": j(d)} for v, t, d in self.candidates],
+                "best": self.best}
+
+
+def solve_for(symbol: str | sp.Symbol, model_a: Any, quantity: str, target: Any, *,
+              convention: str | Convention = "weighted", switches: Any = None, input_size: Any = None,
+              target_hparams: Mapping[str, Any] | None = None, **hparams: Any) -> SolveResult:
+    """Find the value of ``symbol`` making ``model_a``'s total equal ``target``.
+
+    ``target`` is a number, a sympy expression, or another model (zoo name) whose total at its
+    default hyperparameters is used.  Other hyperparameters are fixed at the model's defaults.
+
+    >>> r = solve_for("N", "mnist_global_pool", "weights", "mnist_fixed", convention="parameters")
+    >>> r.best, [c[0] for c in r.candidates]
+    (81, [81, 82])
+    """
+    from .symbols import HPARAM_SYMBOLS, positive_int_symbol
+    from .table import _q
+    q = _q(quantity)
+    name = str(symbol)
+    std = {str(s): key for key, s in HPARAM_SYMBOLS.items()}
+    spec_defaults = _defaults(model_a)
+    if name in std:
+        hp_name = std[name]
+        sym = HPARAM_SYMBOLS[hp_name]
+        lift: dict[str, Any] = {}
+    else:
+        hp_name = name
+        sym = symbol if isinstance(symbol, sp.Symbol) else positive_int_symbol(name)
+        lift = {hp_name: sym}
+    if hp_name not in spec_defaults:
+        raise ArchcountError(f"{name} is not a hyperparameter of the model (it takes {', '.join(spec_defaults)})",
+                             argument="symbol", model=str(model_a))
+    fixed = {key: v for key, v in spec_defaults.items() if key != hp_name}
+    fixed.update(hparams)
+    if input_size is None:
+        input_size = _default_size(model_a)
+    if hp_name in HPARAM_SYMBOLS:
+        # let count lift only this standard hyperparameter
+        table = count(model_a, convention=convention, switches=switches, input_size=input_size, **fixed)
+    else:
+        table = count(model_a, convention=convention, switches=switches, input_size=input_size, symbols=lift, **fixed)
+    total = sp.sympify(table.total(q))
+    if sym not in total.free_symbols:
+        raise ArchcountError(f"the {q} total of {table.model} does not depend on {name}", argument="symbol")
+    if isinstance(target, str) and not _looks_numeric(target):
+        other = count(target, convention=convention, switches=switches,
+                      input_size=input_size if _default_size(target) is None else _default_size(target),
+                      **dict(_defaults(target), **(target_hparams or {})))
+        target_value = sp.sympify(other.total(q))
+    else:
+        target_value = sp.nsimplify(target) if not isinstance(target, sp.Basic) else target
+    if getattr(target_value, "free_symbols", set()):
+        raise ArchcountError(f"target still depends on {target_value.free_symbols}", argument="target")
+    eq = sp.Eq(total, target_value)
+    real = sp.Symbol(name, real=True)
+    roots = [r for r in sp.solve(sp.Eq(total.subs(sym, real), target_value), real)
+             if r.is_real and r > 0]
+    candidates = []
+    for r in roots:
+        for v in sorted({int(sp.floor(r)), int(sp.ceiling(r))}):
+            if v >= 1:
+                val = total.subs(sym, v)
+                candidates.append((v, int(val) if val.is_Integer else val, sp.simplify(val - target_value)))
+    return SolveResult(sym, q, eq, tuple(roots), tuple(candidates), target_value)
+
+
+def _looks_numeric(text: str) -> bool:
+    try:
+        float(text.replace("_", ""))
+        return True
+    except ValueError:
+        return False
+
+
+def _defaults(model: Any) -> dict[str, Any]:
+    if isinstance(model, str):
+        import models as zoo
+        return dict(zoo.spec(model).defaults)
+    from .capture import _signature_defaults
+    return {key: v for key, v in _signature_defaults(model).items() if v is not None}
+
+
+def _default_size(model: Any) -> Any:
+    if isinstance(model, str):
+        import models as zoo
+        spec = zoo.spec(model)
+        return spec.fixed_size or (32, 32)
+    return (32, 32)
+
+
+__all__ = ["SolveResult", "count", "output_shape", "propagate", "solve_for"]

@@ -1,0 +1,390 @@
+"""Count tables: per-layer rows and totals under a convention, exact sympy expressions.
+
+>>> from analysis import count, NIC, NF, NC, k
+>>> t = count("pool_upsample")
+>>> t.total("weights") == k**2 * (NIC*NF + 4*NF**2 + NF*NC + NC**2)
+True
+>>> t.under("parameters").evaluate(NIC=1, NF=32, NC=24, k=3).total("weights")
+49728
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any, Iterable, Mapping, Sequence
+
+import sympy as sp
+
+from .conventions import Convention, get_convention
+from .errors import ArchcountError
+from .rules import LayerCounts
+from .symbols import ALIASES, STANDARD
+
+QUANTITIES = ("weights", "outputs", "connections")
+SCHEMA_VERSION = 1
+
+
+def _q(quantity: str) -> str:
+    q = quantity.strip().lower()
+    q = {"weight": "weights", "params": "weights", "parameters": "weights", "output": "outputs",
+         "units": "outputs", "connection": "connections", "macs": "connections"}.get(q, q)
+    if q not in QUANTITIES:
+        raise ArchcountError(f"unknown quantity {quantity!r}; valid: weights, outputs, connections",
+                             argument="quantity")
+    return q
+
+
+def convention_values(counts: LayerCounts, conv: Convention, path: str = "") -> tuple[Any, Any, Any]:
+    """(weights, outputs, connections) one layer contributes under ``conv``."""
+    cat = counts.category
+    if cat in ("conv", "linear", "transposed"):
+        weights = counts.weight + (counts.bias if conv.bias else 0)
+        key = conv.transposed if cat == "transposed" else conv.padding_taps
+        conn = counts.connections.get(key)
+        if conn is None:
+            raise ArchcountError(
+                f"no {key} connection formula: {'; '.join(counts.notes) or 'not available'}; fix the kernel "
+                f"(e.g. kernel=3) or use padding_taps=include / transposed=scatter", layer=path)
+        return weights, counts.outputs, conn
+    if cat == "norm":
+        if conv.batchnorm == "ignore":
+            return 0, 0, 0
+        if conv.batchnorm == "affine":
+            return counts.affine, 0, 0
+        return counts.affine, counts.outputs, counts.connections.get("include", counts.outputs)
+    if cat == "resample":
+        if not conv.pooling:
+            return 0, 0, 0
+        conn = counts.connections.get(conv.padding_taps)
+        if conn is None:
+            raise ArchcountError(f"no {conv.padding_taps} window formula for symbolic ceil_mode pooling; "
+                                 f"give a numeric input size", layer=path)
+        return 0, counts.outputs, conn
+    return 0, 0, 0
+
+
+@dataclass(frozen=True)
+class LayerRow:
+    """One layer: where it is, its shapes, its raw counts and its values under the table's convention."""
+
+    path: str
+    type: str
+    in_shapes: tuple[tuple[Any, ...], ...]
+    out_shape: tuple[Any, ...]
+    counts: LayerCounts
+    weights: Any
+    outputs: Any
+    connections: Any
+    inputs: tuple[str, ...] = ()
+
+    @property
+    def in_shape(self) -> tuple[Any, ...]:
+        return self.in_shapes[0] if self.in_shapes else ()
+
+    @property
+    def category(self) -> str:
+        return self.counts.category
+
+    def value(self, quantity: str) -> Any:
+        return getattr(self, _q(quantity))
+
+
+@dataclass(frozen=True)
+class Unsupported:
+    """A layer archcount has no rule for: never counted as 0, always listed."""
+
+    path: str
+    type: str
+    reason: str
+
+
+def _sub(expr: Any, subs: Mapping[sp.Symbol, Any]) -> Any:
+    if isinstance(expr, sp.Basic):
+        subs = {key: sp.sympify(v) for key, v in subs.items()}
+        out = expr.xreplace(subs) if subs else expr
+        if out.free_symbols and out.free_symbols & set(subs):
+            out = expr.subs(subs)
+        if out.is_number:
+            out = sp.nsimplify(out)
+            if out.is_integer:
+                return int(out)
+        return out
+    if isinstance(expr, tuple):
+        return tuple(_sub(e, subs) for e in expr)
+    return expr
+
+
+def _sub_counts(c: LayerCounts, subs: Mapping[sp.Symbol, Any]) -> LayerCounts:
+    return replace(c, out_shape=_sub(c.out_shape, subs), weight=_sub(c.weight, subs), bias=_sub(c.bias, subs),
+                   affine=_sub(c.affine, subs), outputs=_sub(c.outputs, subs),
+                   connections={k_: (None if v is None else _sub(v, subs)) for k_, v in c.connections.items()})
+
+
+@dataclass(frozen=True)
+class Scaling:
+    """How one quantity changes under a substitution such as H -> 2H."""
+
+    quantity: str
+    before: Any
+    after: Any
+    ratio: Any
+    constant: bool  #: False when the ratio still depends on the symbols (e.g. exact padding terms)
+    ratio_assuming: Any = None   #: the ratio under ``assumption`` when the exact one is not constant
+    assumption: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        s = _json
+        return {"quantity": self.quantity, "before": s(self.before), "after": s(self.after),
+                "ratio": s(self.ratio), "constant": self.constant, "ratio_assuming": s(self.ratio_assuming),
+                "assumption": self.assumption}
+
+
+@dataclass(frozen=True)
+class ScalingReport:
+    substitution: Mapping[str, Any]
+    rows: tuple[Scaling, ...]
+
+    def __getitem__(self, quantity: str) -> Scaling:
+        q = _q(quantity)
+        for row in self.rows:
+            if row.quantity == q:
+                return row
+        raise KeyError(quantity)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"substitution": {k_: _json(v) for k_, v in self.substitution.items()},
+                "rows": [r.to_dict() for r in self.rows]}
+
+
+def _json(v: Any) -> Any:
+    if v is None or isinstance(v, (bool, int, str)):
+        return v
+    if isinstance(v, float):
+        return v
+    if isinstance(v, (tuple, list)):
+        return [_json(x) for x in v]
+    if isinstance(v, sp.Basic):
+        if v.is_Integer:
+            return int(v)
+        return sp.sstr(v)
+    return str(v)
+
+
+@dataclass(frozen=True)
+class CountTable:
+    """Per-layer rows and totals of one model under one convention.
+
+    Totals are sympy expressions (or ints).  :meth:`under` re-applies another convention without
+    capturing the model again; :meth:`evaluate` substitutes numbers; :meth:`simplified` applies a
+    stated divisibility assumption.
+    """
+
+    model: str
+    convention: Convention
+    hparams: Mapping[str, Any]
+    input_shape: tuple[Any, ...]
+    rows: tuple[LayerRow, ...]
+    unsupported: tuple[Unsupported, ...] = ()
+    assumptions: tuple[str, ...] = ()
+    symbols: Mapping[str, sp.Symbol] = field(default_factory=dict)
+
+    # -- totals
+    @property
+    def partial(self) -> bool:
+        """True when some layers are unsupported, so the totals miss their share."""
+        return bool(self.unsupported)
+
+    @property
+    def input_size(self) -> tuple[Any, ...]:
+        return tuple(self.input_shape[1:])
+
+    def total(self, quantity: str) -> Any:
+        q = _q(quantity)
+        out: Any = sp.Integer(0)
+        for row in self.rows:
+            out = out + getattr(row, q)
+        out = sp.expand(out)
+        return int(out) if out.is_Integer else out
+
+    def totals(self) -> dict[str, Any]:
+        return {q: self.total(q) for q in QUANTITIES}
+
+    def row(self, path: str) -> LayerRow:
+        for r in self.rows:
+            if r.path == path:
+                return r
+        raise ArchcountError(f"no layer {path!r}; layers: {', '.join(r.path for r in self.rows)}", model=self.model)
+
+    @property
+    def active_assumptions(self) -> tuple[str, ...]:
+        """Assumptions that matter under this table's convention (``exclude:``/``exact:`` ones only
+        when padding taps are excluded / transposed convs counted exactly)."""
+        out = []
+        for a in self.assumptions:
+            tag, _, text = a.partition(": ")
+            if tag == "exclude":
+                if self.convention.padding_taps == "exclude":
+                    out.append(text)
+            elif tag == "exact":
+                if self.convention.transposed == "exact":
+                    out.append(text)
+            else:
+                out.append(a)
+        return tuple(out)
+
+    def counted_rows(self) -> tuple[LayerRow, ...]:
+        """Rows that contribute something under this convention."""
+        return tuple(r for r in self.rows if any(getattr(r, q) != 0 for q in QUANTITIES))
+
+    # -- transformations
+    def under(self, convention: str | Convention, switches: Iterable[str] | Mapping[str, Any] | None = None
+              ) -> "CountTable":
+        """The same model under another convention."""
+        conv = get_convention(convention, switches)
+        rows = tuple(replace(r, **dict(zip(QUANTITIES, convention_values(r.counts, conv, r.path)))) for r in self.rows)
+        return replace(self, convention=conv, rows=rows)
+
+    def _symbol_map(self, values: Mapping[str, Any]) -> dict[sp.Symbol, Any]:
+        subs: dict[sp.Symbol, Any] = {}
+        known = dict(ALIASES)
+        known.update(self.symbols)
+        for name, value in values.items():
+            sym = name if isinstance(name, sp.Symbol) else known.get(name)
+            if sym is None:
+                raise ArchcountError(f"unknown symbol {name!r}; this table uses "
+                                     f"{', '.join(sorted(str(s) for s in self.free_symbols())) or 'none'}",
+                                     argument=str(name), model=self.model)
+            subs[sym] = value
+        return subs
+
+    def substitute(self, **values: Any) -> "CountTable":
+        """Substitute numbers or expressions for symbols (by name: NIC, NF, NC, k, H, W, N, ...)."""
+        subs = self._symbol_map(values)
+        for sym, value in subs.items():
+            if isinstance(value, (int,)) and not isinstance(value, bool) and value < 1:
+                raise ArchcountError(f"must be a positive integer, got {value}", argument=str(sym), model=self.model)
+        rows = []
+        for r in self.rows:
+            counts = _sub_counts(r.counts, subs)
+            rows.append(replace(r, in_shapes=tuple(_sub(s, subs) for s in r.in_shapes),
+                                out_shape=_sub(r.out_shape, subs), counts=counts,
+                                weights=_sub(r.weights, subs), outputs=_sub(r.outputs, subs),
+                                connections=_sub(r.connections, subs)))
+        hp = {name: _sub(v, subs) for name, v in self.hparams.items()}
+        return replace(self, rows=tuple(rows), hparams=hp, input_shape=_sub(self.input_shape, subs))
+
+    def evaluate(self, **values: Any) -> "CountTable":
+        """Substitute numbers; totals become exact integers.
+
+        Numbers in formulas only hold in the table's stated assumptions (see :attr:`assumptions`).
+        """
+        return self.substitute(**values)
+
+    def free_symbols(self) -> set[sp.Symbol]:
+        out: set[sp.Symbol] = set()
+        for q in QUANTITIES:
+            v = self.total(q)
+            if isinstance(v, sp.Basic):
+                out |= v.free_symbols
+        return out
+
+    def scaled(self, **values: Any) -> ScalingReport:
+        """Ratios after a substitution such as ``H=2*H, W=2*W``.
+
+        >>> from analysis import count, H, W
+        >>> r = count("unet", kernel=3).scaled(H=2*H, W=2*W)
+        >>> r["weights"].ratio, r["outputs"].ratio
+        (1, 4)
+        """
+        subs = self._symbol_map(values)
+        simple = None
+        rows = []
+        for q in QUANTITIES:
+            before, after, ratio = self._ratio(q, subs)
+            constant = not (isinstance(ratio, sp.Basic) and ratio.free_symbols)
+            ratio_assuming, assumption = None, ""
+            if not constant:
+                simple = simple or self.simplified()
+                if simple is not self:
+                    r2 = simple._ratio(q, subs)[2]
+                    if not (isinstance(r2, sp.Basic) and r2.free_symbols):
+                        ratio_assuming, assumption = r2, simple.assumptions[-1]
+            rows.append(Scaling(q, before, after, ratio, constant, ratio_assuming, assumption))
+        return ScalingReport({str(k_): v for k_, v in subs.items()}, tuple(rows))
+
+    def _ratio(self, q: str, subs: Mapping[sp.Symbol, Any]) -> tuple[Any, Any, Any]:
+        before = self.total(q)
+        after = sp.expand(sp.sympify(before).subs(subs, simultaneous=True))
+        if before == 0:
+            ratio: Any = sp.nan if after != 0 else sp.Integer(1)
+        else:
+            ratio = sp.simplify(after / before)
+        return before, (int(after) if after.is_Integer else after), (int(ratio) if ratio.is_Integer else ratio)
+
+    def simplified(self, multiple: int | Mapping[str, int] | None = None) -> "CountTable":
+        """Expressions simplified assuming H and W are multiples of ``multiple`` (auto: the smallest
+        power of two that removes every floor)."""
+        from .simplify import auto_multiple, simplify_multiple
+        if multiple is None:
+            multiple = auto_multiple(self)
+        mults = multiple if isinstance(multiple, Mapping) else {"H": multiple, "W": multiple}
+        mults = {str(k_): int(v) for k_, v in mults.items() if int(v) > 1}
+        if not mults:
+            return self
+        fn = lambda e: simplify_multiple(e, mults, self.symbols)  # noqa: E731
+        rows = []
+        for r in self.rows:
+            c = r.counts
+            counts = replace(c, out_shape=tuple(fn(x) for x in c.out_shape), weight=fn(c.weight), bias=fn(c.bias),
+                             affine=fn(c.affine), outputs=fn(c.outputs),
+                             connections={k_: (None if v is None else fn(v)) for k_, v in c.connections.items()})
+            rows.append(replace(r, in_shapes=tuple(tuple(fn(x) for x in s) for s in r.in_shapes),
+                                out_shape=counts.out_shape, counts=counts, weights=fn(r.weights),
+                                outputs=fn(r.outputs), connections=fn(r.connections)))
+        text = ", ".join(f"{n} a multiple of {m}" for n, m in mults.items())
+        return replace(self, rows=tuple(rows), assumptions=self.assumptions + (f"assuming {text}",))
+
+    # -- export
+    def to_frame(self, latex: bool = False) -> Any:
+        """A pandas DataFrame, one row per layer (LaTeX strings with ``latex=True``)."""
+        import pandas as pd
+        fmt = (lambda v: sp.latex(sp.sympify(v))) if latex else (lambda v: v)
+        return pd.DataFrame([{
+            "layer": r.path, "type": r.type, "input shape": _shape_str(r.in_shape), "output shape": _shape_str(r.out_shape),
+            "weights": fmt(r.weights), "outputs": fmt(r.outputs), "connections": fmt(r.connections),
+        } for r in self.rows])
+
+    def latex(self) -> dict[str, Any]:
+        """LaTeX of every entry: totals and per-layer values."""
+        lx = lambda v: sp.latex(sp.sympify(v))  # noqa: E731
+        return {"totals": {q: lx(self.total(q)) for q in QUANTITIES},
+                "layers": [{"path": r.path, **{q: lx(getattr(r, q)) for q in QUANTITIES}} for r in self.rows]}
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready; formulas are ``sympy.sstr`` strings that ``sympy.sympify`` reads back."""
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "model": self.model,
+            "convention": self.convention.to_dict(),
+            "hparams": {k_: _json(v) for k_, v in self.hparams.items()},
+            "input_size": [_json(v) for v in self.input_size],
+            "input_shape": [_json(v) for v in self.input_shape],
+            "totals": {q: _json(self.total(q)) for q in QUANTITIES},
+            "partial": self.partial,
+            "unsupported": [{"path": u.path, "type": u.type, "reason": u.reason} for u in self.unsupported],
+            "assumptions": list(self.active_assumptions),
+            "layers": [{
+                "path": r.path, "type": r.type, "category": r.category, "inputs": list(r.inputs),
+                "input_shapes": [[_json(x) for x in s] for s in r.in_shapes],
+                "output_shape": [_json(x) for x in r.out_shape],
+                "weights": _json(r.weights), "outputs": _json(r.outputs), "connections": _json(r.connections),
+                "notes": list(r.counts.notes),
+            } for r in self.rows],
+        }
+
+
+def _shape_str(shape: Sequence[Any]) -> str:
+    return "[BS, " + ", ".join(sp.sstr(s) for s in shape) + "]" if shape else ""
+
+
+__all__ = ["CountTable", "LayerRow", "QUANTITIES", "SCHEMA_VERSION", "Scaling", "ScalingReport", "Unsupported",
+           "convention_values"]
