@@ -13,6 +13,7 @@ documented ones (``torch.nn.Conv2d``, ``ConvTranspose2d``, ``MaxPool2d``,
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any, Iterable, Union
@@ -113,7 +114,8 @@ class SizeResult:
         """One sentence in words."""
         text = f"{self.kind}: {self.input} -> {self.size}  [{self.formula}]"
         if self.dropped not in (None, 0):
-            text += f"; floor division drops {self.dropped} input row(s)/column(s) that never reach the output"
+            cause = "cropped by the padding" if self.kind == "transposed" else "lost to floor division or gaps"
+            text += f"; {self.dropped} input row(s)/column(s) never reach the output ({cause})"
         return text
 
     def to_dict(self) -> dict[str, Any]:
@@ -122,16 +124,27 @@ class SizeResult:
                 "dropped": conv(self.dropped), "formula": self.formula, "floor_applied": self.floor_applied}
 
 
+def _upsample_len(n: Size, scale_factor: Any) -> Size:
+    """``floor(n * scale)``; a float scale on a numeric size uses double arithmetic, as torch does.
+
+    >>> _upsample_len(100, 1.15), _upsample_len(100, "23/20")
+    (114, 115)
+    """
+    if _is_num(n) and isinstance(scale_factor, float):
+        return math.floor(float(int(n)) * scale_factor)
+    sf = sp.nsimplify(scale_factor)
+    if _is_num(n):
+        return int(sp.floor(int(n) * sf))
+    return sp.floor(n * sf) if not sf.is_integer else n * sf
+
+
 def out_len(kind: str, n: Size, kernel: Size | None = None, stride: Size | None = None, padding: Size = 0,
             dilation: Size = 1, output_padding: Size = 0, ceil_mode: bool = False,
             scale_factor: Any = None) -> Size:
     """Output length along one axis (int or sympy expression), no validation or report."""
     kind = normalize_kind(kind)
     if kind == "upsample":
-        sf = sp.nsimplify(scale_factor)
-        if _is_num(n):
-            return int(sp.floor(n * sf))
-        return sp.floor(n * sf) if not sf.is_integer else n * sf
+        return _upsample_len(n, scale_factor)
     if stride is None:
         stride = kernel if kind in ("maxpool", "avgpool") else 1
     if kind == "transposed":
@@ -148,7 +161,8 @@ def out_len(kind: str, n: Size, kernel: Size | None = None, stride: Size | None 
     return _floor_div(span, stride) + 1
 
 
-def _dropped_rows(n: Size, kernel: Size, stride: Size, padding: Size, dilation: Size, out: Size) -> Size | None:
+def _dropped_rows(n: Size, kernel: Size, stride: Size, padding: Size, dilation: Size, out: Size,
+                  ceil_mode: bool = False) -> Size | None:
     """Input rows that no output window reads."""
     if all(_is_num(v) for v in (n, kernel, stride, padding, dilation, out)):
         n, kernel, stride, padding, dilation, out = (int(v) for v in (n, kernel, stride, padding, dilation, out))
@@ -161,9 +175,28 @@ def _dropped_rows(n: Size, kernel: Size, stride: Size, padding: Size, dilation: 
         return n - len(seen)
     if _is_num(kernel) and _is_num(stride) and _is_num(dilation) and int(dilation) == 1 \
             and int(kernel) >= int(stride):
-        # windows are contiguous: only the tail can be lost
+        if ceil_mode:
+            # contiguous windows and the last one reaches past the end: nothing is lost
+            return 0
+        # windows are contiguous: only the tail can be lost; Mod(span, s) <= s - 1
+        if _is_num(padding) and int(padding) >= int(stride) - 1:
+            return 0
         span = n + 2 * padding - dilation * (kernel - 1) - 1
+        if _is_num(padding) and int(padding) == 0:
+            return sp.Mod(span, stride)
         return sp.Max(0, sp.Mod(span, stride) - padding)
+    return None
+
+
+def _dropped_transposed(n: Size, kernel: Size, stride: Size, padding: Size, dilation: Size,
+                        out: Size) -> Size | None:
+    """Input rows of a transposed conv whose every output position is cropped by the padding."""
+    if all(_is_num(v) for v in (n, kernel, stride, padding, dilation, out)):
+        n, kernel, stride, padding, dilation, out = (int(v) for v in (n, kernel, stride, padding, dilation, out))
+        return sum(1 for i in range(n)
+                   if not any(0 <= i * stride - padding + j * dilation < out for j in range(kernel)))
+    if _is_num(padding) and int(padding) == 0:
+        return 0  # input i writes position i*s (j = 0), and i*s <= (n-1)*s < out
     return None
 
 
@@ -189,12 +222,30 @@ def output_size(kind: str, size: Size, kernel: Size | None = None, stride: Size 
     if kind == "upsample":
         if scale_factor is None:
             raise ArchcountError("upsample needs scale_factor", argument="scale_factor")
-        sf = sp.nsimplify(scale_factor)
-        if not (sf.is_number and sf > 0):
-            raise ArchcountError(f"must be positive, got {scale_factor!r}", argument="scale_factor")
-        out = out_len(kind, n, scale_factor=sf)
-        _check_min(out, "size", 1, " after upsampling")
-        return SizeResult(kind, n, out, 0, f"floor(n*{sf})", floor_applied=not sf.is_integer)
+        if isinstance(scale_factor, float) and _is_num(n):
+            # the numeric float case, as torch computes it (no sympy: nsimplify is slow)
+            if not (math.isfinite(scale_factor) and scale_factor > 0):
+                raise ArchcountError(f"must be a positive number, got {scale_factor!r}", argument="scale_factor")
+            sf: Any = int(scale_factor) if scale_factor.is_integer() else scale_factor
+        else:
+            try:
+                sf = sp.nsimplify(scale_factor)
+            except (TypeError, ValueError, sp.SympifyError):
+                sf = None
+            if sf is None or not (sf.is_number and sf.is_real and sf > 0):
+                raise ArchcountError(f"must be a positive number, got {scale_factor!r}", argument="scale_factor")
+        out = out_len(kind, n, scale_factor=scale_factor if isinstance(scale_factor, float) else sf)
+        if _is_num(out) and int(out) < 1:
+            raise ArchcountError(f"scale {scale_factor} turns size {n} into {out}; the output must be >= 1",
+                                 argument="scale_factor")
+        if isinstance(sf, int) or (isinstance(sf, sp.Basic) and sf.is_integer):
+            return SizeResult(kind, n, out, 0, f"n*{sf}")
+        # a fractional scale repeats some rows and (below 1, or by rounding) skips others,
+        # which depends on the interpolation mode: unknown here
+        shown = scale_factor if isinstance(scale_factor, float) else sf
+        return SizeResult(kind, n, out, None, f"floor(n*{shown})", floor_applied=True)
+    if scale_factor is not None:
+        raise ArchcountError("scale_factor applies only to upsample", argument="scale_factor")
     if kernel is None:
         raise ArchcountError(f"{kind} needs a kernel size", argument="kernel")
     kernel = _as_int_or_expr(kernel, "kernel")
@@ -216,8 +267,11 @@ def output_size(kind: str, size: Size, kernel: Size | None = None, stride: Size 
                 f"must be smaller than max(stride, dilation) = {max(int(stride), int(dilation))}, "
                 f"got {output_padding}", argument="output_padding")
         out = out_len(kind, n, kernel, stride, padding, dilation, output_padding)
-        _check_min(out, "size", 1, f" for the output (padding {padding} crops everything)")
-        return SizeResult(kind, n, out, 0, "(n-1)*s - 2p + d(k-1) + op + 1")
+        if _is_num(out) and int(out) < 1:
+            raise ArchcountError(f"{padding} is too large: the output size would be {out} for input {n} "
+                                 f"(it must be >= 1)", argument="padding")
+        return SizeResult(kind, n, out, _dropped_transposed(n, kernel, stride, padding, dilation, out),
+                          "(n-1)*s - 2p + d(k-1) + op + 1")
     if kind in ("maxpool", "avgpool"):
         if kind == "avgpool" and _is_num(dilation) and int(dilation) != 1:
             raise ArchcountError("avgpool has no dilation; must be 1", argument="dilation")
@@ -226,14 +280,22 @@ def output_size(kind: str, size: Size, kernel: Size | None = None, stride: Size 
                                  argument="padding")
     elif output_padding not in (0, sp.Integer(0)):
         raise ArchcountError("output_padding applies only to transposed convs", argument="output_padding")
+    if ceil_mode and kind not in ("maxpool", "avgpool"):
+        raise ArchcountError("ceil_mode applies only to max/avg pooling", argument="ceil_mode")
     eff = dilation * (kernel - 1) + 1
-    if _is_num(n) and _is_num(eff) and _is_num(padding) and int(n) + 2 * int(padding) < int(eff):
+    out = out_len(kind, n, kernel, stride, padding, dilation, ceil_mode=ceil_mode)
+    if ceil_mode:
+        # torch keeps a window that starts inside the input even if it overhangs the padded end
+        if _is_num(out) and int(out) < 1:
+            raise ArchcountError(
+                f"kernel extent {eff} with stride {stride} and padding {padding} leaves no window on "
+                f"an input of size {n}, even in ceil mode (output size {out})", argument="kernel")
+    elif _is_num(n) and _is_num(eff) and _is_num(padding) and int(n) + 2 * int(padding) < int(eff):
         raise ArchcountError(
             f"kernel extent {eff} is larger than the padded input {int(n) + 2 * int(padding)} "
             f"(size {n} + 2*padding {padding}); the input must be at least {int(eff) - 2 * int(padding)}",
             argument="kernel")
-    out = out_len(kind, n, kernel, stride, padding, dilation, ceil_mode=ceil_mode)
-    dropped = _dropped_rows(n, kernel, stride, padding, dilation, out) if not ceil_mode else 0
+    dropped = _dropped_rows(n, kernel, stride, padding, dilation, out, ceil_mode)
     rounding = "ceil" if ceil_mode else "floor"
     span_exact = None
     if all(_is_num(v) for v in (n, kernel, stride, padding, dilation)):
@@ -275,15 +337,24 @@ class PaddingSolution:
 
 
 def _parse_scale(scale: Any, stride: int, transposed: bool) -> sp.Rational:
+    """The scale as a rational; only ``stride`` (transposed) or ``1/stride`` (conv) can ever hold."""
+    possible = sp.Integer(stride) if transposed else sp.Rational(1, stride)
     if scale is None or scale is ...:
-        return sp.Integer(stride) if transposed else sp.Rational(1, stride)
+        return possible
     try:
         value = sp.Rational(Fraction(str(scale))) if isinstance(scale, str) else sp.nsimplify(scale)
-    except (ValueError, TypeError, sp.SympifyError):
+    except (ValueError, TypeError, ZeroDivisionError, sp.SympifyError):
         raise ArchcountError(f"must be a positive number such as 1, 1/2 or 2, got {scale!r}",
                              argument="scale") from None
     if not (value.is_number and value.is_rational and value > 0):
         raise ArchcountError(f"must be a positive rational such as 1, 1/2 or 2, got {scale!r}", argument="scale")
+    if value != possible:
+        if transposed:
+            why = f"a stride-{stride} transposed conv gives out = {stride}*in + const"
+        else:
+            why = f"a stride-{stride} conv gives out = floor((in + const)/{stride}) + 1"
+        raise ArchcountError(f"must be {possible} here, got {value}: {why}, so only scale {possible} "
+                             f"can hold for every input size", argument="scale")
     return value
 
 
@@ -307,10 +378,8 @@ def _conv_range(kernel: int, stride: int, dilation: int) -> tuple[int, int]:
 
 def _solve_numeric(kernel: int, stride: int, dilation: int, transposed: bool, scale: sp.Rational
                    ) -> tuple[tuple[tuple[int, int], ...], str, str | None]:
+    # (_parse_scale has rejected every scale but stride resp. 1/stride)
     if transposed:
-        if scale != stride:
-            return (), "", (f"a stride-{stride} transposed conv gives out = {stride}*in + const, "
-                            f"so only scale {stride} can hold for every input size, not {scale}")
         sols = []
         for op in range(max(stride, dilation)):
             twice_p = dilation * (kernel - 1) + 1 - stride + op
@@ -321,9 +390,6 @@ def _solve_numeric(kernel: int, stride: int, dilation: int, transposed: bool, sc
             return (), valid, (f"2p = d(k-1) + 1 - s + op = {dilation * (kernel - 1) + 1 - stride} + op "
                                f"has no solution with p >= 0 and 0 <= op < {max(stride, dilation)}")
         return tuple(sols), valid, None
-    if scale != sp.Rational(1, stride):
-        return (), "", (f"a stride-{stride} conv gives out ~ in/{stride}, so only scale 1/{stride} "
-                        f"can hold for every input size, not {scale}")
     lo, hi = _conv_range(kernel, stride, dilation)
     valid = "all input sizes" if stride == 1 else f"all input sizes divisible by {stride} (in >= {stride})"
     if lo > hi:
@@ -379,7 +445,7 @@ def _solve_symbolic(kernel: sp.Expr, stride: int, dilation: int, transposed: boo
             sols, valid, why = _solve_numeric(kv, stride, dilation, transposed, scale)
             per_k.append(sols)
             if why and reason is None:
-                reason = f"{parity} k: {why}"
+                reason = f"{parity} k (e.g. k={kv}): {why}"
         counts = {len(s) for s in per_k}
         if counts == {0}:
             by_parity[parity] = ()

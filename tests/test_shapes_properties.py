@@ -1,0 +1,274 @@
+"""Property tests: analysis.shapes against real torch layers.
+
+(1) ``output_size`` equals the shape torch produces, and raises ArchcountError exactly when torch
+raises; (2) every ``solve_padding`` solution works in torch on its input class and every rejected
+candidate fails; (3) symbolic results substituted equal the integer ones; (4) ``dropped`` equals
+a brute-force count made by running the real layer on one-hot inputs.
+"""
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+
+import pytest
+import sympy as sp
+import torch
+import torch.nn as nn
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from analysis.errors import ArchcountError
+from analysis.shapes import output_size, solve_padding
+from analysis.symbols import H
+
+@pytest.fixture(autouse=True, scope="module")
+def _plain_cpu_kernels():
+    """Shapes do not depend on the backend; oneDNN's per-shape setup only makes tiny layers slow."""
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with torch.backends.mkldnn.flags(enabled=False):
+            yield
+
+
+FAST = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FEW = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def torch_hw(make, h: int, w: int) -> tuple[int, int] | None:
+    """(H, W) of the real layer's output on a 1x1xHxW input, or None when torch refuses."""
+    try:
+        with torch.no_grad():
+            layer = make()
+            return tuple(layer(torch.zeros(1, 1, h, w)).shape[-2:])
+    except (RuntimeError, ValueError):
+        return None
+
+
+def ours_hw(kind: str, h: int, w: int, **kw) -> tuple[int, int] | None:
+    try:
+        return (int(output_size(kind, h, **kw).size), int(output_size(kind, w, **kw).size))
+    except ArchcountError:
+        return None
+
+
+sizes = st.integers(1, 40)
+
+
+# ----------------------------------------------------------------------------- (1) torch agreement
+
+@FAST
+@given(h=sizes, w=sizes, k=st.integers(1, 7), s=st.integers(0, 5), p=st.integers(-1, 5), d=st.integers(0, 3))
+def test_conv_matches_torch(h, w, k, s, p, d):
+    expected = torch_hw(lambda: nn.Conv2d(1, 1, k, stride=s, padding=p, dilation=d, bias=False), h, w)
+    assert ours_hw("conv", h, w, kernel=k, stride=s, padding=p, dilation=d) == expected
+
+
+@FAST
+@given(h=st.integers(1, 20), w=st.integers(1, 20), k=st.integers(1, 6), s=st.integers(1, 4),
+       p=st.integers(0, 6), op=st.integers(0, 4), d=st.integers(1, 3))
+def test_transposed_matches_torch(h, w, k, s, p, op, d):
+    expected = torch_hw(lambda: nn.ConvTranspose2d(1, 1, k, stride=s, padding=p, output_padding=op, dilation=d,
+                                                   bias=False), h, w)
+    assert ours_hw("transposed", h, w, kernel=k, stride=s, padding=p, dilation=d, output_padding=op) == expected
+
+
+@FAST
+@given(h=sizes, w=sizes, k=st.integers(1, 6), s=st.integers(1, 4), p=st.integers(0, 3), d=st.integers(1, 3),
+       ceil=st.booleans())
+def test_maxpool_matches_torch(h, w, k, s, p, d, ceil):
+    expected = torch_hw(lambda: nn.MaxPool2d(k, stride=s, padding=p, dilation=d, ceil_mode=ceil), h, w)
+    assert ours_hw("maxpool", h, w, kernel=k, stride=s, padding=p, dilation=d, ceil_mode=ceil) == expected
+
+
+@FAST
+@given(h=sizes, w=sizes, k=st.integers(1, 6), s=st.integers(1, 4), p=st.integers(0, 3), ceil=st.booleans())
+def test_avgpool_matches_torch(h, w, k, s, p, ceil):
+    expected = torch_hw(lambda: nn.AvgPool2d(k, stride=s, padding=p, ceil_mode=ceil), h, w)
+    assert ours_hw("avgpool", h, w, kernel=k, stride=s, padding=p, ceil_mode=ceil) == expected
+
+
+scales = st.one_of(st.integers(1, 4).map(float),
+                   st.sampled_from([0.5, 1.5, 2.5, 0.25, 1.25, 1.1, 1.15, 0.7, 2.3, 1 / 3, 2 / 3]),
+                   st.floats(0.05, 4.0, allow_nan=False, allow_infinity=False))
+
+
+@FAST
+@given(h=st.integers(1, 200), w=st.integers(1, 60), sf=scales)
+def test_upsample_matches_torch(h, w, sf):
+    expected = torch_hw(lambda: nn.Upsample(scale_factor=sf, mode="nearest"), h, w)
+    assert ours_hw("upsample", h, w, scale_factor=sf) == expected
+
+
+def test_upsample_float_rounding_is_torchs():
+    # 100 * 1.15 is 114.99999999999999 in double: torch gives 114, not the exact 115
+    assert torch_hw(lambda: nn.Upsample(scale_factor=1.15), 100, 1) == (114, 1)
+    assert output_size("upsample", 100, scale_factor=1.15).size == 114
+    assert output_size("upsample", 100, scale_factor=Fraction(23, 20)).size == 115
+
+
+def test_ceil_mode_pool_window_may_overhang_the_input():
+    # torch keeps a window that starts inside the input even when the kernel is larger than it
+    assert torch_hw(lambda: nn.MaxPool2d(3, stride=3, ceil_mode=True), 2, 2) == (1, 1)
+    assert output_size("maxpool", 2, 3, ceil_mode=True).size == 1
+    assert torch_hw(lambda: nn.MaxPool2d(3, stride=2, ceil_mode=True), 1, 1) is None
+    with pytest.raises(ArchcountError) as err:
+        output_size("maxpool", 1, 3, stride=2, ceil_mode=True)
+    assert err.value.argument == "kernel"
+
+
+# ----------------------------------------------------------------------------- (2) padding solutions
+
+def _torch_outs(transposed: bool, sizes: list[int], k: int, s: int, d: int, p: int, op: int) -> list[int | None]:
+    """The real layer's output size for each input size (None where torch refuses)."""
+    if transposed:
+        layer = nn.ConvTranspose2d(1, 1, k, stride=s, padding=p, output_padding=op, dilation=d, bias=False)
+    else:
+        layer = nn.Conv2d(1, 1, k, stride=s, padding=p, dilation=d, bias=False)
+    outs = []
+    for n in sizes:
+        try:
+            with torch.no_grad():
+                outs.append(layer(torch.zeros(1, 1, n, 1 if transposed else n)).shape[-2])
+        except RuntimeError:
+            outs.append(None)
+    return outs
+
+
+@FEW
+@given(k=st.integers(1, 7), s=st.integers(1, 3), d=st.integers(1, 2), transposed=st.booleans())
+def test_solve_padding_solutions_and_rejections_in_torch(k, s, d, transposed):
+    sol = solve_padding(k, stride=s, dilation=d, transposed=transposed)
+    # the stated class: every size for transposed convs, multiples of the stride for convs
+    assert sol.valid_for == ("all input sizes >= 1" if transposed else
+                             ("all input sizes" if s == 1 else f"all input sizes divisible by {s} (in >= {s})"))
+    sample = [1, 2, 5] if transposed else [s * m for m in (1, 2, 5)]
+    target = [s * n for n in sample] if transposed else [n // s for n in sample]
+    for p, op in sol.solutions:
+        assert _torch_outs(transposed, sample, k, s, d, p, op) == target, (p, op)
+    op_range = range(max(s, d)) if transposed else range(1)
+    for p in range(k + 3):
+        for op in op_range:
+            if (p, op) not in sol.solutions:
+                assert _torch_outs(transposed, sample, k, s, d, p, op) != target, (p, op)
+    assert bool(sol.solutions) == (sol.reason is None)
+
+
+# ----------------------------------------------------------------------------- (3) symbolic = numeric
+
+configs = st.one_of(
+    st.tuples(st.just("conv"), st.integers(1, 6), st.integers(1, 4), st.integers(0, 4), st.integers(1, 3),
+              st.just(0), st.just(False)),
+    st.tuples(st.just("transposed"), st.integers(1, 6), st.integers(1, 4), st.integers(0, 4),
+              st.integers(1, 3), st.integers(0, 3), st.just(False)),
+    st.tuples(st.sampled_from(["maxpool", "avgpool"]), st.integers(1, 6), st.integers(1, 4), st.integers(0, 3),
+              st.just(1), st.just(0), st.booleans()),
+)
+
+
+@FEW
+@given(cfg=configs)
+def test_symbolic_output_size_substitutes_to_the_integer_one(cfg):
+    kind, k, s, p, d, op, ceil = cfg
+    if kind == "transposed" and op >= max(s, d):
+        op = 0
+    if kind in ("maxpool", "avgpool") and 2 * p > k:
+        p = k // 2
+    kw = dict(kernel=k, stride=s, padding=p, dilation=d, output_padding=op, ceil_mode=ceil)
+    sym = output_size(kind, H, **kw)
+    checked = 0
+    for n in range(1, 41):
+        try:
+            num = output_size(kind, n, **kw)
+        except ArchcountError:
+            continue
+        assert sym.size.subs(H, n) == num.size, n
+        if sym.dropped is not None:
+            assert sp.sympify(sym.dropped).subs(H, n) == num.dropped, n
+        checked += 1
+    assert checked >= 20
+
+
+@pytest.mark.parametrize("sf", [2, 3, Fraction(3, 2), Fraction(1, 2), 0.5, 1.5, 2.5, 0.25])
+def test_symbolic_upsample_substitutes(sf):
+    sym = output_size("upsample", H, scale_factor=sf)
+    for n in range(1, 60):
+        if math.floor(n * sf) < 1:
+            with pytest.raises(ArchcountError):
+                output_size("upsample", n, scale_factor=sf)
+            continue
+        assert sym.size.subs(H, n) == output_size("upsample", n, scale_factor=sf).size == math.floor(n * sf)
+
+
+# ----------------------------------------------------------------------------- (4) dropped = brute force
+
+def read_rows(layer: nn.Module, n: int, m: int) -> list[bool]:
+    """Row r is read when some output sees the one-hot input that lights only row r.
+
+    Weights are ones, so an output is positive exactly when its window covers a lit element
+    (a max pool window that holds only padding gives -inf, not a positive value).
+    """
+    x = torch.zeros(n, 1, n, m)
+    for r in range(n):
+        x[r, 0, r, :] = 1.0
+    with torch.no_grad():
+        y = layer(x)
+    return [bool((y[r] > 0).any()) for r in range(n)]
+
+
+def ones(layer: nn.Module) -> nn.Module:
+    with torch.no_grad():
+        layer.weight.fill_(1.0)
+    return layer
+
+
+layers_for_dropped = st.one_of(
+    st.tuples(st.just("conv"), st.integers(1, 5), st.integers(1, 5), st.integers(0, 3), st.integers(1, 3),
+              st.just(0), st.just(False)),
+    st.tuples(st.just("transposed"), st.integers(1, 5), st.integers(1, 4), st.integers(0, 5), st.integers(1, 3),
+              st.integers(0, 3), st.just(False)),
+    st.tuples(st.just("maxpool"), st.integers(1, 5), st.integers(1, 5), st.integers(0, 2), st.integers(1, 3),
+              st.just(0), st.booleans()),
+    st.tuples(st.just("avgpool"), st.integers(1, 5), st.integers(1, 5), st.integers(0, 2), st.just(1),
+              st.just(0), st.booleans()),
+)
+
+
+def _make(kind, k, s, p, d, op, ceil):
+    if kind == "conv":
+        return ones(nn.Conv2d(1, 1, k, stride=s, padding=p, dilation=d, bias=False))
+    if kind == "transposed":
+        return ones(nn.ConvTranspose2d(1, 1, k, stride=s, padding=p, output_padding=op, dilation=d, bias=False))
+    if kind == "maxpool":
+        return nn.MaxPool2d(k, stride=s, padding=p, dilation=d, ceil_mode=ceil)
+    return nn.AvgPool2d(k, stride=s, padding=p, ceil_mode=ceil)
+
+
+@FAST
+@given(cfg=layers_for_dropped, n=st.integers(1, 24))
+def test_dropped_equals_rows_never_read_by_the_real_layer(cfg, n):
+    kind, k, s, p, d, op, ceil = cfg
+    if kind == "transposed" and op >= max(s, d):
+        op = 0
+    if kind in ("maxpool", "avgpool") and 2 * p > k:
+        p = k // 2
+    try:
+        res = output_size(kind, n, kernel=k, stride=s, padding=p, dilation=d, output_padding=op, ceil_mode=ceil)
+    except ArchcountError:
+        return
+    m = max(n, d * (k - 1) + 1)  # a width every config accepts
+    read = read_rows(_make(kind, k, s, p, d, op, ceil), n, m)
+    assert res.dropped == read.count(False)
+
+
+@pytest.mark.parametrize("sf", [1, 2, 3])
+def test_integer_upsample_drops_nothing(sf):
+    for n in (1, 5, 9):
+        assert output_size("upsample", n, scale_factor=sf).dropped == 0
+        assert all(read_rows(nn.Upsample(scale_factor=float(sf)), n, 3))
+
+
+def test_fractional_downsample_drops_rows_so_dropped_is_unknown():
+    read = read_rows(nn.Upsample(scale_factor=0.5), 8, 8)
+    assert read.count(False) == 4
+    assert output_size("upsample", 8, scale_factor=0.5).dropped is None
