@@ -218,35 +218,76 @@ def _free(values: Any) -> set:
 
 # --------------------------------------------------------------------------- output_shape of one layer
 
-def output_shape(layer: Any, input_shape: Sequence[Any]) -> tuple[Any, ...]:
-    """Exact output shape of a torch layer for ``input_shape`` (with or without the batch dim).
+def output_shape(layer: Any, input_shape: Any) -> tuple[Any, ...]:
+    """Exact output shape of a torch layer or container for ``input_shape`` (with or without the
+    batch dim; ints, sympy expressions, a torch.Size or text like ``"1x3x9x9"``), without running it.
+
+    Single layers go through the counting rule registry; containers are captured like a model.
 
     >>> import torch.nn as nn
     >>> output_shape(nn.Conv2d(3, 16, 5, stride=2, padding=1), (1, 3, 1024, 768))
     (1, 16, 511, 383)
+    >>> output_shape(nn.MaxPool2d(2), "1x3x9x9")
+    (1, 3, 4, 4)
     """
     from .capture import mro_keys, module_params
-    from .rules import apply_rule, type_key
+    from .rules import type_key
+    if isinstance(input_shape, str):
+        from .layertext import parse_shape
+        input_shape = parse_shape(input_shape)
+    shape = tuple(int(s) if isinstance(s, int) or (isinstance(s, sp.Basic) and s.is_Integer) else s
+                  for s in input_shape)
     cls = type(layer)
-    spec = LayerSpec(cls.__name__, type_key(cls), mro_keys(cls), module_params(layer), (), cls.__name__)
-    shape = tuple(input_shape)
-    batched = len(shape) >= 2 and _expects_batch(layer, shape)
+    name = cls.__name__
+
+    def fail(reason: str, argument: str = "input") -> ArchcountError:
+        return ArchcountError(reason, layer=name, argument=argument, shapes={"input": shape})
+
+    if any(isinstance(s, int) and s < 1 for s in shape):
+        raise fail("every dimension must be >= 1")
+    found = registry_resolve(mro_keys(cls))
+    if found is None:
+        if not list(layer.children()):
+            raise fail(f"no counting rule for {name}; register one with analysis.rules.register_rule", "layer")
+        if len(shape) < 3:
+            raise fail("a container needs a batched input [BS, C, ...]")
+        table = count(layer, input_size=shape[2:], strict=True)
+        if _same_size(table.input_shape[0], shape[1]) is False:
+            raise fail(f"expects {table.input_shape[0]} input channels, got {shape[1]}")
+        return (shape[0], *table.rows[-1].out_shape)
+    spec = LayerSpec(name, type_key(cls), mro_keys(cls), module_params(layer), (), name)
+    batched = _batched(name, shape)
+    if batched is None:
+        raise fail(f"{name} needs a batch dimension; got a {len(shape)}-d input")
     per_sample = shape[1:] if batched else shape
     try:
-        counts = apply_rule(spec, [tuple(per_sample)])
+        counts = found[1](spec, [tuple(per_sample)])
     except ArchcountError as exc:
-        raise exc.with_context(layer=cls.__name__, shapes={"input": shape}) from None
+        raise ArchcountError(exc.reason, layer=name, argument=exc.argument or "input", shapes={"input": shape},
+                             hint=exc.hint) from None
     return (shape[0], *counts.out_shape) if batched else tuple(counts.out_shape)
 
 
-def _expects_batch(layer: Any, shape: tuple) -> bool:
-    name = type(layer).__name__
+def registry_resolve(keys: Sequence[str]) -> Any:
+    return RULES.resolve(keys)
+
+
+def _same_size(a: Any, b: Any) -> bool | None:
+    diff = sp.sympify(a) - sp.sympify(b)
+    return True if diff == 0 else (False if diff.is_number else None)
+
+
+def _batched(name: str, shape: tuple) -> bool | None:
+    """Whether the first dim is the batch (None: the layer needs one and the input has none)."""
     for nd in (1, 2, 3):
         if name.endswith(f"{nd}d"):
+            if name.startswith("BatchNorm"):
+                ok = (2, 3) if nd == 1 else (nd + 2,)
+                return True if len(shape) in ok else None
             return len(shape) == nd + 2
-    if name in ("Upsample",):
-        return len(shape) >= 3
-    return True
+    if name in ("Upsample", "UpsamplingNearest2d", "UpsamplingBilinear2d"):
+        return True
+    return len(shape) >= 2
 
 
 # --------------------------------------------------------------------------- solving

@@ -168,20 +168,20 @@ def _tuple(value: Any, n: int) -> tuple:
     return (value,) * n
 
 
-def _positive(value: Any, what: str, spec: LayerSpec, in_shapes: Sequence[Shape]) -> Any:
+def _positive(value: Any, what: str, spec: LayerSpec, in_shapes: Sequence[Shape], argument: str = "kernel") -> Any:
     if _is_num(value) and int(value) < 1:
-        raise ArchcountError(f"{what} would be {value}: the input is too small for this layer",
+        raise ArchcountError(f"{what} would be {value}: the input is too small for this layer", argument=argument,
                              layer=spec.path, shapes={"input": ("BS",) + tuple(in_shapes[0]) if in_shapes else None})
     return value
 
 
 def _need_input(spec: LayerSpec, in_shapes: Sequence[Shape], ndim: int | None = None) -> Shape:
     if not in_shapes or in_shapes[0] is None:
-        raise ArchcountError("input shape unknown", layer=spec.path)
+        raise ArchcountError("input shape unknown", layer=spec.path, argument="input")
     shape = tuple(in_shapes[0])
     if ndim is not None and len(shape) != ndim:
         raise ArchcountError(f"expects a {ndim + 1}-d input [BS, ...], got {len(shape) + 1}-d", layer=spec.path,
-                             shapes={"input": ("BS",) + shape})
+                             argument="input", shapes={"input": ("BS",) + shape})
     return shape
 
 
@@ -299,7 +299,7 @@ def conv_rule_factory(ndim: int) -> Rule:
         shape = _need_input(spec, in_shapes, ndim + 1)
         cin, cout, groups = p["in_channels"], p["out_channels"], p.get("groups", 1)
         if _same(shape[0], cin) is False:
-            raise ArchcountError(f"expects {cin} input channels, got {shape[0]}", layer=spec.path,
+            raise ArchcountError(f"expects {cin} input channels, got {shape[0]}", layer=spec.path, argument="input",
                                  shapes={"input": ("BS",) + shape})
         K = _tuple(p["kernel_size"], ndim)
         s = _tuple(p.get("stride", 1), ndim)
@@ -355,7 +355,7 @@ def transposed_rule_factory(ndim: int) -> Rule:
         shape = _need_input(spec, in_shapes, ndim + 1)
         cin, cout, groups = p["in_channels"], p["out_channels"], p.get("groups", 1)
         if _same(shape[0], cin) is False:
-            raise ArchcountError(f"expects {cin} input channels, got {shape[0]}", layer=spec.path,
+            raise ArchcountError(f"expects {cin} input channels, got {shape[0]}", layer=spec.path, argument="input",
                                  shapes={"input": ("BS",) + shape})
         K = _tuple(p["kernel_size"], ndim)
         s = _tuple(p.get("stride", 1), ndim)
@@ -366,7 +366,7 @@ def transposed_rule_factory(ndim: int) -> Rule:
         for i in range(ndim):
             n = shape[1 + i]
             o = _num(sp.expand((n - 1) * s[i] - 2 * pad[i] + d[i] * (K[i] - 1) + op[i] + 1))
-            _positive(o, f"output size along spatial dim {i}", spec, in_shapes)
+            _positive(o, f"output size along spatial dim {i}", spec, in_shapes, argument="padding")
             outs.append(o)
             taps, n_min = exact_transposed_taps_1d(n, K[i], s[i], pad[i], op[i], d[i])
             exact_dims.append(taps)
@@ -401,7 +401,7 @@ def linear_rule(spec: LayerSpec, in_shapes: Sequence[Shape]) -> LayerCounts:
     fin, fout = p["in_features"], p["out_features"]
     same = _same(shape[-1], fin)
     if same is False:
-        raise ArchcountError(f"expects {fin} input features, got {shape[-1]}", layer=spec.path,
+        raise ArchcountError(f"expects {fin} input features, got {shape[-1]}", layer=spec.path, argument="input",
                              shapes={"input": ("BS",) + shape})
     constraints = ((shape[-1], fin),) if same is None else ()
     lead = prod(shape[:-1])
@@ -502,6 +502,10 @@ def upsample_rule(spec: LayerSpec, in_shapes: Sequence[Shape]) -> LayerCounts:
     taps = _TAPS_PER_DIM.get(mode)
     if taps is None:
         raise ArchcountError(f"no counting rule for interpolation mode {mode!r}", layer=spec.path)
+    need = {"linear": 1, "bilinear": 2, "bicubic": 2, "trilinear": 3}.get(mode)
+    if need is not None and nsp != need:
+        raise ArchcountError(f"mode {mode!r} needs {need} spatial dim(s), got {nsp}", layer=spec.path,
+                             argument="input", shapes={"input": ("BS",) + shape})
     size, sf = p.get("size"), p.get("scale_factor")
     outs = []
     for i in range(nsp):
@@ -509,7 +513,11 @@ def upsample_rule(spec: LayerSpec, in_shapes: Sequence[Shape]) -> LayerCounts:
         if size is not None:
             outs.append(_tuple(size, nsp)[i])
         elif sf is not None:
-            f = sp.nsimplify(_tuple(sf, nsp)[i])
+            raw = _tuple(sf, nsp)[i]
+            if _is_num(n):  # torch computes floor(n * scale) in double precision
+                outs.append(int(out_len("upsample", int(n), scale_factor=raw)))
+                continue
+            f = sp.nsimplify(raw)
             outs.append(_num(sp.expand(n * f)) if f.is_integer else _num(sp.floor(n * f)))
         else:
             raise ArchcountError("upsampling needs size or scale_factor", layer=spec.path)
@@ -544,7 +552,14 @@ def norm_rule_factory(feature_attr: str) -> Rule:
         affine = p.get("affine", p.get("elementwise_affine", True))
         feats = p.get(feature_attr)
         if feature_attr == "normalized_shape":
-            feats = prod(_tuple(feats, 1))
+            norm = _tuple(feats, 1)
+            if len(shape) < len(norm) or any(_same(a, b) is False for a, b in zip(shape[-len(norm):], norm)):
+                raise ArchcountError(f"normalized_shape {tuple(norm)} does not match the input's last dims",
+                                     layer=spec.path, argument="input", shapes={"input": ("BS",) + shape})
+            feats = prod(norm)
+        elif shape and _same(shape[0], feats) is False:
+            raise ArchcountError(f"expects {feats} channels, got {shape[0]}", layer=spec.path, argument="input",
+                                 shapes={"input": ("BS",) + shape})
         outputs = prod(shape)
         bias_too = p.get("has_bias", True)
         return LayerCounts("norm", shape, affine=(_num((2 if bias_too else 1) * feats) if affine else 0),
