@@ -3,9 +3,9 @@
 >>> from analysis import count, NIC, NF, NC, k, H, W
 >>> t = count("pool_upsample")
 >>> t.total("weights")
-NC**2*k**2 + NC*NF*k**2 + NF**2*k**2*4 + NF*NIC*k**2
+NC**2*k**2 + NC*NF*k**2 + 4*NF**2*k**2 + NF*NIC*k**2
 >>> count("unet", kernel=3, input_size=(32, 32)).evaluate(NIC=1, NF=32, NC=24).total("outputs")
-90112
+69632
 """
 from __future__ import annotations
 
