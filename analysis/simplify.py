@@ -67,3 +67,56 @@ def auto_multiple(table: Any, candidates: tuple[int, ...] = (1, 2, 4, 8, 16, 32,
 
 
 __all__ = ["auto_multiple", "has_rounding", "simplify_multiple", "simplify_parity"]
+
+
+def residue_forms(expr: Any, modulus: int, names: tuple[str, ...] = ("H", "W"),
+                  extra: Mapping[str, sp.Symbol] | None = None) -> dict[tuple[int, ...], Any]:
+    """``expr`` on each residue class: for H = m*q_H + r_H (and W likewise), floors and residues vanish.
+
+    Returns ``{(r_H, r_W): expression in the q's}`` (q's are nonnegative integer symbols).
+
+    >>> forms = residue_forms(sp.floor(H/2), 2, ("H",))
+    >>> sorted(forms.items(), key=str)
+    [((0,), _H_q), ((1,), _H_q)]
+    """
+    import itertools
+    known = dict(ALIASES)
+    known.update(extra or {})
+    syms = [known[n] for n in names]
+    qs = [sp.Symbol(f"_{n}_q", nonnegative=True, integer=True) for n in names]
+    out: dict[tuple[int, ...], Any] = {}
+    for res in itertools.product(range(modulus), repeat=len(names)):
+        subs = {s: modulus * q + r for s, q, r in zip(syms, qs, res)}
+        val = sp.sympify(expr).subs(subs) if isinstance(expr, sp.Basic) else expr
+        if isinstance(val, sp.Basic):
+            val = sp.expand(sp.piecewise_fold(val))
+        out[res] = val
+    return out
+
+
+def exact_ratio(after: Any, before: Any, modulus: int, names: tuple[str, ...] = ("H", "W"),
+                extra: Mapping[str, sp.Symbol] | None = None) -> tuple[Any, bool, Any]:
+    """``(ratio, constant, ratio_on_multiples)`` of two size formulas, proved per residue class.
+
+    ``ratio`` is a number when it is the same constant in every class of H, W modulo ``modulus``
+    (then ``constant`` is True); otherwise the unevaluated quotient.  ``ratio_on_multiples`` is the
+    ratio when H, W are multiples of ``modulus`` (None if it is not constant there either).
+    """
+    if not has_rounding(after) and not has_rounding(before):
+        r = sp.cancel(sp.sympify(after) / sp.sympify(before))
+        const = not r.free_symbols
+        return r, const, (r if const else None)
+    fa = residue_forms(after, modulus, names, extra)
+    fb = residue_forms(before, modulus, names, extra)
+    ratios = {}
+    for res in fa:
+        if has_rounding(fa[res]) or has_rounding(fb[res]):
+            ratios[res] = None
+        else:
+            r = sp.cancel(fa[res] / fb[res])
+            ratios[res] = r if not r.free_symbols else None
+    zero = tuple(0 for _ in names)
+    values = set(ratios.values())
+    if None not in values and len(values) == 1:
+        return values.pop(), True, ratios[zero]
+    return sp.Mul(after, sp.Pow(before, -1, evaluate=False), evaluate=False), False, ratios[zero]

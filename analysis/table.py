@@ -295,32 +295,31 @@ class CountTable:
         >>> r["weights"].ratio, r["outputs"].constant, r["outputs"].ratio_assuming
         (1, False, 4)
         >>> r["outputs"].assumption
-        'assuming H a multiple of 4, W a multiple of 4'
+        'assuming H and W multiples of 4'
         """
+        from .simplify import auto_multiple, exact_ratio
         subs = self._symbol_map(values)
-        simple = None
+        names = tuple(str(sym) for sym in subs if str(sym) in ("H", "W"))
+        m = auto_multiple(self)
         rows = []
         for q in QUANTITIES:
-            before, after, ratio = self._ratio(q, subs)
-            constant = not (isinstance(ratio, sp.Basic) and ratio.free_symbols)
-            ratio_assuming, assumption = None, ""
-            if not constant:
-                simple = simple or self.simplified()
-                if simple is not self:
-                    r2 = simple._ratio(q, subs)[2]
-                    if not (isinstance(r2, sp.Basic) and r2.free_symbols):
-                        ratio_assuming, assumption = r2, simple.assumptions[-1]
-            rows.append(Scaling(q, before, after, ratio, constant, ratio_assuming, assumption))
+            before = self.total(q)
+            after = sp.expand(sp.sympify(before).subs(subs, simultaneous=True))
+            after = int(after) if after.is_Integer else after
+            if before == 0:
+                ratio, constant, on_mult = (sp.nan if after != 0 else 1), after == 0, None
+            elif names and len(subs) == len(names):
+                ratio, constant, on_mult = exact_ratio(after, before, m, names, self.symbols)
+            else:
+                ratio = sp.simplify(sp.sympify(after) / before)
+                constant, on_mult = not ratio.free_symbols, None
+            ratio = int(ratio) if isinstance(ratio, sp.Basic) and ratio.is_Integer else ratio
+            assuming, text = None, ""
+            if not constant and on_mult is not None and m > 1:
+                assuming = int(on_mult) if on_mult.is_Integer else on_mult
+                text = f"assuming {' and '.join(names)} multiples of {m}"
+            rows.append(Scaling(q, before, after, ratio, bool(constant), assuming, text))
         return ScalingReport({str(k_): v for k_, v in subs.items()}, tuple(rows))
-
-    def _ratio(self, q: str, subs: Mapping[sp.Symbol, Any]) -> tuple[Any, Any, Any]:
-        before = self.total(q)
-        after = sp.expand(sp.sympify(before).subs(subs, simultaneous=True))
-        if before == 0:
-            ratio: Any = sp.nan if after != 0 else sp.Integer(1)
-        else:
-            ratio = sp.simplify(after / before)
-        return before, (int(after) if after.is_Integer else after), (int(ratio) if ratio.is_Integer else ratio)
 
     def simplified(self, multiple: int | Mapping[str, int] | None = None) -> "CountTable":
         """Expressions simplified assuming H and W are multiples of ``multiple`` (auto: the smallest
