@@ -635,7 +635,8 @@ def _now() -> str:
 
 @contextlib.contextmanager
 def _sigterm_as_interrupt() -> Iterator[None]:
-    """Turn SIGTERM into :class:`TrainingInterrupted` while training (main thread only)."""
+    """Turn SIGTERM into :class:`TrainingInterrupted` and SIGINT into KeyboardInterrupt while training
+    (main thread only), also when the process started with SIGINT ignored (e.g. a background job)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -643,10 +644,12 @@ def _sigterm_as_interrupt() -> Iterator[None]:
     def handler(signum: int, frame: Any) -> None:
         raise TrainingInterrupted(f"received {signal.Signals(signum).name}")
     old = signal.signal(signal.SIGTERM, handler)
+    old_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, old)
+        signal.signal(signal.SIGINT, old_int)
 
 
 def _test_stop_hook(epoch: int) -> None:
