@@ -27,13 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"reports.commands.{name}")
-        except ModuleNotFoundError as exc:  # TEMPORARY while subcommands land; removed before release
-            if exc.name == f"reports.commands.{name}":
-                continue
-            raise
-        module.add_parser(sub)
+        importlib.import_module(f"reports.commands.{name}").add_parser(sub)
     return parser
 
 
