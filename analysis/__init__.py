@@ -28,6 +28,7 @@ _LAZY = {
     "solve_for": "analysis.counting",
     "output_shape": "analysis.counting",
     "receptive_field": "analysis.receptive",
+    "verify_receptive_field": "analysis.receptive",
     "verify": "analysis.verify",
     "check": "analysis.checker",
     "CheckResult": "analysis.checker",
