@@ -17,3 +17,13 @@ def shared_data() -> Path:
         pytest.skip(f"integration data not found: {SHARED_DATA}/cifar10-jpeg.zip is missing "
                     f"(set ARCHCOUNT_SHARED to the folder holding data/)")
     return SHARED_DATA
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--update-golden", action="store_true", default=False,
+                     help="rewrite the golden files under tests/golden instead of comparing with them")
+
+
+@pytest.fixture
+def update_golden(request: pytest.FixtureRequest) -> bool:
+    return bool(request.config.getoption("--update-golden"))

@@ -1,0 +1,108 @@
+"""matplotlib figures of the report (Agg backend, deterministic PNG bytes, labelled axes with units)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from .render import write_atomic
+
+_SAVE = dict(dpi=150, metadata={"Software": None}, format="png")
+
+
+def _figure(width: float = 6.4, height: float = 3.6) -> Any:
+    import matplotlib
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+    with matplotlib.rc_context(matplotlib.rcParamsDefault):
+        fig = Figure(figsize=(width, height))
+    return fig
+
+
+def _save(fig: Any, path: Path) -> Path:
+    import io
+    buf = io.BytesIO()
+    fig.savefig(buf, bbox_inches="tight", **_SAVE)
+    return write_atomic(path, buf.getvalue())
+
+
+def loss_curves(runs: Sequence[Any], labels: Sequence[str], path: Path) -> Path:
+    """Training and validation loss per epoch (left) and validation accuracy (right) for each run."""
+    fig = _figure(9.0, 3.6)
+    ax1, ax2 = fig.subplots(1, 2)
+    for run, label in zip(runs, labels):
+        epochs = [int(h["epoch"]) for h in run.history]
+        line, = ax1.plot(epochs, [float(h["train_loss"]) for h in run.history], "--", linewidth=1.2)
+        ax1.plot(epochs, [float(h["val_loss"]) for h in run.history], "-", color=line.get_color(), linewidth=1.6,
+                 label=label)
+        ax2.plot(epochs, [100 * float(h["val_acc"]) for h in run.history], "-", color=line.get_color(),
+                 linewidth=1.6, label=label)
+    ax1.set_xlabel("epoch")
+    ax1.set_ylabel("cross-entropy loss (nats per pixel)")
+    ax1.set_title("loss: training (dashed), validation (solid)", fontsize=9)
+    ax2.set_xlabel("epoch")
+    ax2.set_ylabel("validation accuracy (% of pixels)")
+    ax2.set_title("per-pixel validation accuracy", fontsize=9)
+    for ax in (ax1, ax2):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def cost_quality(points: Sequence[Mapping[str, Any]], path: Path) -> Path:
+    """Connections at 32x32 (log scale) against best validation accuracy, one point per model."""
+    fig = _figure(5.6, 3.6)
+    ax = fig.subplots()
+    for p in points:
+        ax.scatter([p["connections"]], [100 * p["accuracy"]], s=40)
+        ax.annotate(p["label"], (p["connections"], 100 * p["accuracy"]), textcoords="offset points", xytext=(6, 4),
+                    fontsize=8)
+    ax.set_xscale("log")
+    ax.set_xlabel("connections at 32×32 (multiply-adds per image, weighted convention; log scale)")
+    ax.set_ylabel("best validation accuracy (% of pixels)")
+    ax.set_title("cost against quality", fontsize=9)
+    ax.grid(alpha=0.3, which="both")
+    return _save(fig, path)
+
+
+def batch_sweep(rows: Sequence[Mapping[str, Any]], path: Path, model_label: str) -> Path:
+    """Final validation loss and accuracy (left) and time per epoch (right) against batch size."""
+    fig = _figure(9.0, 3.4)
+    ax1, ax3 = fig.subplots(1, 2)
+    bs = [r["batch_size"] for r in rows]
+    ax1.plot(bs, [r["final_val_loss"] for r in rows], "o-", color="tab:blue", label="final validation loss")
+    ax1.set_xscale("log", base=2)
+    ax1.set_xlabel("batch size (images, log scale)")
+    ax1.set_ylabel("validation loss (nats per pixel)", color="tab:blue")
+    ax2 = ax1.twinx()
+    ax2.plot(bs, [100 * r["final_val_acc"] for r in rows], "s--", color="tab:red", label="final validation accuracy")
+    ax2.set_ylabel("validation accuracy (% of pixels)", color="tab:red")
+    ax1.set_title(f"{model_label}: quality after the same number of epochs", fontsize=9)
+    ax1.grid(alpha=0.3)
+    ax3.plot(bs, [r["epoch_time_s"] for r in rows], "o-", color="tab:green")
+    ax3.set_xscale("log", base=2)
+    ax3.set_xlabel("batch size (images, log scale)")
+    ax3.set_ylabel("mean time per epoch (s)")
+    ax3.set_title("speed", fontsize=9)
+    ax3.grid(alpha=0.3)
+    for x in bs:
+        ax3.annotate(str(x), (x, rows[bs.index(x)]["epoch_time_s"]), textcoords="offset points", xytext=(0, 5),
+                     fontsize=7, ha="center")
+    return _save(fig, path)
+
+
+def scaling_bars(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
+    """Weights, outputs and connections at 32x32 and 64x64 per model (log scale)."""
+    import numpy as np
+    fig = _figure(7.5, 3.4)
+    axes = fig.subplots(1, 3)
+    labels = [r["label"] for r in rows]
+    x = np.arange(len(rows))
+    for ax, q in zip(axes, ("weights", "outputs", "connections")):
+        ax.bar(x - 0.2, [r[f"{q}_32"] for r in rows], 0.4, label="32×32")
+        ax.bar(x + 0.2, [r[f"{q}_64"] for r in rows], 0.4, label="64×64")
+        ax.set_xticks(x, labels, rotation=20, fontsize=7)
+        ax.set_yscale("log")
+        ax.set_ylabel(f"{q} (count, log scale)", fontsize=8)
+        ax.set_title(q, fontsize=9)
+        ax.legend(fontsize=7)
+    return _save(fig, path)
