@@ -337,6 +337,8 @@ def capture(model: Any, *, hparams: Mapping[str, Any] | None = None,
         for key in names:
             point[key] = base[key] + (2 * step if key == kernel_key else step + (1 if key == "num_colours" else 0))
         try_point(point)
+    if kernel_key and base[kernel_key] != 1 and (parity in (None, "odd")):
+        try_point(dict(base, **{kernel_key: 1}))  # k=1 is where floor-based paddings differ most
     if len(points) == n_fit:
         raise ArchcountError("could not build the model at extra check points", model=name)
 
@@ -383,7 +385,9 @@ def _infer_input_channels(nodes: Sequence[GraphNode], name: str) -> Any:
             for attr in ("in_channels", "num_features", "num_channels", "in_features"):
                 if attr in node.params:
                     return node.params[attr]
-    raise ArchcountError("cannot infer the input channels; pass input_shape=(C, H, W)", model=name)
+    raise ArchcountError("cannot infer the input channels: the first layer reading the input has no channel "
+                         "count (in_channels/num_features/in_features)", model=name,
+                         hint="count a factory taking num_in_channels, or start the model with such a layer")
 
 
 __all__ = ["CapturedGraph", "GraphNode", "NodeRef", "NON_LAYER_KEYS", "capture", "module_params", "trace_module"]

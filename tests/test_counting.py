@@ -255,3 +255,11 @@ def test_analysis_core_imports_without_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
+
+
+def test_hyperparameter_that_differs_only_at_kernel_1_is_caught():
+    def factory(kernel=3, num_in_channels=1, num_filters=4, num_colours=2):
+        return nn.Sequential(nn.Conv2d(num_in_channels, num_filters, kernel, padding=min(1, (kernel - 1) // 2)),
+                             nn.Conv2d(num_filters, num_colours, 1))
+    with pytest.raises(ArchcountError, match="layer 0: padding.*not affine"):
+        count(factory)
