@@ -53,21 +53,31 @@ def _capture(model: Any, hparams: Mapping[str, Any], symbols: Mapping[str, Any] 
     return _cached_capture(key, model, tuple(sorted(hparams.items())), tuple(sorted((symbols or {}).items(), key=str)))
 
 
-def _size_pair(input_size: Any) -> tuple[Any, ...]:
+def input_sizes(input_size: Any, ndim: int = 2, *, spec: Any = None, model: str | None = None) -> tuple[Any, ...]:
+    """Normalise an input size: one size for every spatial axis, or one per axis (ints or sympy).
+
+    With a zoo ``spec``, numeric sizes must satisfy the model's input rule.
+
+    >>> input_sizes(32)
+    (32, 32)
+    """
     if isinstance(input_size, (int, sp.Basic)) and not isinstance(input_size, bool):
-        input_size = (input_size, input_size)
+        input_size = (input_size,) * ndim
     try:
         sizes = tuple(input_size)
     except TypeError:
         raise ArchcountError(f"expected (H, W) or one size, got {input_size!r}", argument="input_size") from None
     out = []
-    for s in sizes:
+    for axis, s in zip("HWD", sizes):
         if isinstance(s, bool) or not isinstance(s, (int, sp.Basic)):
             raise ArchcountError(f"sizes must be integers or sympy expressions, got {s!r}", argument="input_size")
         if isinstance(s, int) or (isinstance(s, sp.Basic) and s.is_number):
             if int(s) < 1:
                 raise ArchcountError(f"sizes must be >= 1, got {s}", argument="input_size")
             s = int(s)
+            if spec is not None and not spec.valid_size(s):
+                raise ArchcountError(f"input {axis}={s} is not valid for this model's depth; {axis} must be "
+                                     f"{spec.size_rule()}", model=model, argument="input_size")
         out.append(s)
     return tuple(out)
 
@@ -89,16 +99,12 @@ def count(model: Any, *, convention: str | Convention = "weighted", input_size: 
     """
     graph = _capture(model, hparams, symbols, registry)
     conv = get_convention(convention, switches)
-    sizes = _size_pair(input_size)
     if isinstance(model, str):
         import models as zoo
         spec = zoo.spec(model)
-        for axis, s in zip("HW", sizes):
-            if isinstance(s, int) and not spec.valid_size(s):
-                raise ArchcountError(f"input {axis}={s} is not valid for this model's depth; {axis} must be "
-                                     f"{spec.size_rule()}", model=model, argument="input_size")
+        sizes = input_sizes(input_size, spec=spec, model=model)
         return propagate(graph, sizes, conv, strict=strict, registry=registry, size_multiple=spec.size_multiple)
-    return propagate(graph, sizes, conv, strict=strict, registry=registry)
+    return propagate(graph, input_sizes(input_size), conv, strict=strict, registry=registry)
 
 
 def _constraint_text(constraints: list[tuple[str, Any, Any]], size_multiple: int,
@@ -403,4 +409,4 @@ def _default_size(model: Any) -> Any:
     return (32, 32)
 
 
-__all__ = ["SolveResult", "count", "output_shape", "propagate", "solve_for"]
+__all__ = ["SolveResult", "count", "input_sizes", "output_shape", "propagate", "solve_for"]

@@ -1067,25 +1067,8 @@ def _input_sizes(input_size: Any, spec: Any, model: str, n: int = 2) -> tuple[An
             return tuple(spec.fixed_size)
         from .symbols import positive_int_symbol
         return {1: (H,), 2: (H, W), 3: (positive_int_symbol("D"), H, W)}[n]
-    if isinstance(input_size, (int, sp.Basic)) and not isinstance(input_size, bool):
-        input_size = (input_size,) * n
-    try:
-        sizes = tuple(input_size)
-    except TypeError:
-        raise ArchcountError(f"expected (H, W) or one size, got {input_size!r}", argument="input_size") from None
-    out = []
-    for s in sizes:
-        if isinstance(s, bool) or not isinstance(s, (int, sp.Basic)):
-            raise ArchcountError(f"sizes must be integers or symbols, got {s!r}", argument="input_size")
-        if isinstance(s, sp.Basic) and s.is_Integer:
-            s = int(s)
-        if isinstance(s, int) and s < 1:
-            raise ArchcountError(f"sizes must be >= 1, got {s}", argument="input_size")
-        if isinstance(s, int) and spec is not None and not spec.valid_size(s):
-            raise ArchcountError(f"input size {s} is not valid for this model; it must be {spec.size_rule()}",
-                                 model=model, argument="input_size")
-        out.append(s)
-    return tuple(out)
+    from .counting import input_sizes
+    return input_sizes(input_size, n, spec=spec, model=model)
 
 
 def _solve(steps: Sequence[_Step], n: int, symbolic: bool, parity: str | None,

@@ -292,18 +292,22 @@ def _padding_pairs(padding: Any, K: tuple, d: tuple, n: int) -> tuple[tuple, tup
     return pads, pads, False
 
 
+def _conv_geometry(spec: LayerSpec, in_shapes: Sequence[Shape], ndim: int) -> tuple[Any, ...]:
+    """Checked input shape, channels and per-axis kernel/stride/dilation of a (transposed) conv."""
+    p = spec.params
+    shape = _need_input(spec, in_shapes, ndim + 1)
+    cin, cout, groups = p["in_channels"], p["out_channels"], p.get("groups", 1)
+    if _same(shape[0], cin) is False:
+        raise ArchcountError(f"expects {cin} input channels, got {shape[0]}", layer=spec.path, argument="input",
+                             shapes={"input": ("BS",) + shape})
+    K = _tuple(p["kernel_size"], ndim)
+    return p, shape, cin, cout, groups, K, _tuple(p.get("stride", 1), ndim), _tuple(p.get("dilation", 1), ndim)
+
+
 def conv_rule_factory(ndim: int) -> Rule:
     """Rule for ConvNd: weights k^ndim*Cin/groups*Cout, bias Cout; connections with and without padding taps."""
     def conv_rule(spec: LayerSpec, in_shapes: Sequence[Shape]) -> LayerCounts:
-        p = spec.params
-        shape = _need_input(spec, in_shapes, ndim + 1)
-        cin, cout, groups = p["in_channels"], p["out_channels"], p.get("groups", 1)
-        if _same(shape[0], cin) is False:
-            raise ArchcountError(f"expects {cin} input channels, got {shape[0]}", layer=spec.path, argument="input",
-                                 shapes={"input": ("BS",) + shape})
-        K = _tuple(p["kernel_size"], ndim)
-        s = _tuple(p.get("stride", 1), ndim)
-        d = _tuple(p.get("dilation", 1), ndim)
+        p, shape, cin, cout, groups, K, s, d = _conv_geometry(spec, in_shapes, ndim)
         pl, pr, _ = _padding_pairs(p.get("padding", 0), K, d, ndim)
         outs, exact_dims, n_mins, notes = [], [], [], []
         for i in range(ndim):
@@ -351,15 +355,7 @@ def _floor_out(n: Any, K: Any, s: Any, pl: Any, pr: Any, d: Any) -> Any:
 def transposed_rule_factory(ndim: int) -> Rule:
     """Rule for ConvTransposeNd: scatter, exact and gather connection counts."""
     def transposed_rule(spec: LayerSpec, in_shapes: Sequence[Shape]) -> LayerCounts:
-        p = spec.params
-        shape = _need_input(spec, in_shapes, ndim + 1)
-        cin, cout, groups = p["in_channels"], p["out_channels"], p.get("groups", 1)
-        if _same(shape[0], cin) is False:
-            raise ArchcountError(f"expects {cin} input channels, got {shape[0]}", layer=spec.path, argument="input",
-                                 shapes={"input": ("BS",) + shape})
-        K = _tuple(p["kernel_size"], ndim)
-        s = _tuple(p.get("stride", 1), ndim)
-        d = _tuple(p.get("dilation", 1), ndim)
+        p, shape, cin, cout, groups, K, s, d = _conv_geometry(spec, in_shapes, ndim)
         pad = _tuple(p.get("padding", 0), ndim)
         op = _tuple(p.get("output_padding", 0), ndim)
         outs, exact_dims, n_mins = [], [], []
