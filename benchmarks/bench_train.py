@@ -4,6 +4,7 @@ Reference: numpy arrays sliced per batch, converted to tensors and moved to the 
 float32, no channels_last or AMP, validation without no_grad. archcount: tensors on the device once,
 channels_last where it helps, validation under inference_mode (models.training.train_epoch/evaluate).
 Same model initialisation, batch size, data and number of steps, back to back in one process.
+The target is met by the default (fp32) archcount epoch; ``--amp bf16`` (autocast) is measured as well.
 
 Run: python benchmarks/bench_train.py [--epochs 2] [--images 5000] [--device auto]
 """
@@ -67,10 +68,10 @@ def reference_epoch(model, optimizer, x_np, y_np, x_val, y_val, batch_size, dev,
     return sum(losses) / len(x_np)
 
 
-def archcount_epoch(model, optimizer, x, y, x_val, y_val, batch_size, gen):
+def archcount_epoch(model, optimizer, x, y, x_val, y_val, batch_size, gen, amp_dtype=None):
     from models.training import evaluate, train_epoch
-    loss = train_epoch(model, optimizer, x, y, batch_size, gen)
-    evaluate(model, x_val, y_val)
+    loss = train_epoch(model, optimizer, x, y, batch_size, gen, amp_dtype=amp_dtype)
+    evaluate(model, x_val, y_val, amp_dtype=amp_dtype)
     return loss
 
 
@@ -83,12 +84,12 @@ def bench_model(name, arrays, epochs, batch_size, dev):
     nc = int(max(y_tr.max(), y_va.max())) + 1
     nc = max(nc, 24)
     results = {}
-    for kind in ("reference", "archcount"):
+    for kind in ("reference", "archcount", "archcount_bf16"):
         torch.manual_seed(0)
         net = models.build(name, num_colours=nc).to(dev)
         opt = torch.optim.Adam(net.parameters(), lr=1e-3)
         losses, times = [], []
-        if kind == "archcount":
+        if kind.startswith("archcount"):
             cl = _channels_last("auto", dev)
             fmt = torch.channels_last if cl else torch.contiguous_format
             net = net.to(memory_format=fmt)
@@ -103,8 +104,9 @@ def bench_model(name, arrays, epochs, batch_size, dev):
             if dev.type == "cuda":
                 torch.cuda.synchronize()
             t = time.perf_counter()
-            if kind == "archcount":
-                loss = archcount_epoch(net, opt, x, y, xv, yv, batch_size, gen)
+            if kind.startswith("archcount"):
+                amp = torch.bfloat16 if kind == "archcount_bf16" else None
+                loss = archcount_epoch(net, opt, x, y, xv, yv, batch_size, gen, amp)
             else:
                 loss = reference_epoch(net, opt, x_tr, y_tr, x_va, y_va, batch_size, dev, rng)
             if dev.type == "cuda":
@@ -113,11 +115,13 @@ def bench_model(name, arrays, epochs, batch_size, dev):
             losses.append(loss)
         images = len(x_tr) + len(x_va)
         results[kind] = {"epoch_s": min(times), "images_per_s": images / min(times), "train_losses": losses}
-    ref, arc = results["reference"], results["archcount"]
+    ref, arc, bf = results["reference"], results["archcount"], results["archcount_bf16"]
     rel = [abs(a - b) / b for a, b in zip(arc["train_losses"], ref["train_losses"])]
     return {"model": name, "ref_epoch_s": ref["epoch_s"], "archcount_epoch_s": arc["epoch_s"],
             "ref_img_s": ref["images_per_s"], "archcount_img_s": arc["images_per_s"],
             "speedup": ref["epoch_s"] / arc["epoch_s"],
+            "bf16_epoch_s": bf["epoch_s"], "speedup_bf16": ref["epoch_s"] / bf["epoch_s"],
+            "bf16_loss_rel_diff": max(abs(a - b) / b for a, b in zip(bf["train_losses"], ref["train_losses"])),
             "loss_ref": " ".join(f"{v:.3f}" for v in ref["train_losses"]),
             "loss_archcount": " ".join(f"{v:.3f}" for v in arc["train_losses"]),
             "max_rel_loss_diff": max(rel)}

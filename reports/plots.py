@@ -14,8 +14,14 @@ def _figure(width: float = 6.4, height: float = 3.6) -> Any:
     matplotlib.use("Agg", force=False)
     from matplotlib.figure import Figure
     with matplotlib.rc_context(matplotlib.rcParamsDefault):
-        fig = Figure(figsize=(width, height))
+        fig = Figure(figsize=(width, height), layout="constrained")
     return fig
+
+
+def _no_minor_labels(ax: Any) -> None:
+    from matplotlib.ticker import NullFormatter
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.yaxis.set_minor_formatter(NullFormatter())
 
 
 def _save(fig: Any, path: Path) -> Path:
@@ -49,15 +55,17 @@ def loss_curves(runs: Sequence[Any], labels: Sequence[str], path: Path) -> Path:
 
 
 def cost_quality(points: Sequence[Mapping[str, Any]], path: Path) -> Path:
-    """Connections at 32x32 (log scale) against best validation accuracy, one point per model."""
+    """Connections at 32x32 (millions) against best validation accuracy, one point per model."""
     fig = _figure(5.6, 3.6)
     ax = fig.subplots()
     for p in points:
-        ax.scatter([p["connections"]], [100 * p["accuracy"]], s=40)
-        ax.annotate(p["label"], (p["connections"], 100 * p["accuracy"]), textcoords="offset points", xytext=(6, 4),
-                    fontsize=8)
-    ax.set_xscale("log")
-    ax.set_xlabel("connections at 32×32 (multiply-adds per image, weighted convention; log scale)")
+        x = p["connections"] / 1e6
+        ax.scatter([x], [100 * p["accuracy"]], s=40)
+        ax.annotate(p["label"], (x, 100 * p["accuracy"]), textcoords="offset points", xytext=(6, 4), fontsize=8)
+    xs = [p["connections"] / 1e6 for p in points]
+    pad = 0.15 * (max(xs) - min(xs) or max(xs))
+    ax.set_xlim(min(xs) - pad, max(xs) + 2 * pad)
+    ax.set_xlabel("connections at 32×32 (millions of multiply-adds per image, weighted convention)")
     ax.set_ylabel("best validation accuracy (% of pixels)")
     ax.set_title("cost against quality", fontsize=9)
     ax.grid(alpha=0.3, which="both")
@@ -66,8 +74,8 @@ def cost_quality(points: Sequence[Mapping[str, Any]], path: Path) -> Path:
 
 def batch_sweep(rows: Sequence[Mapping[str, Any]], path: Path, model_label: str) -> Path:
     """Final validation loss and accuracy (left) and time per epoch (right) against batch size."""
-    fig = _figure(9.0, 3.4)
-    ax1, ax3 = fig.subplots(1, 2)
+    fig = _figure(10.0, 3.6)
+    ax1, ax3 = fig.subplots(1, 2, gridspec_kw={"wspace": 0.15})
     bs = [r["batch_size"] for r in rows]
     ax1.plot(bs, [r["final_val_loss"] for r in rows], "o-", color="tab:blue", label="final validation loss")
     ax1.set_xscale("log", base=2)
@@ -93,7 +101,7 @@ def batch_sweep(rows: Sequence[Mapping[str, Any]], path: Path, model_label: str)
 def scaling_bars(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
     """Weights, outputs and connections at 32x32 and 64x64 per model (log scale)."""
     import numpy as np
-    fig = _figure(7.5, 3.4)
+    fig = _figure(9.0, 3.6)
     axes = fig.subplots(1, 3)
     labels = [r["label"] for r in rows]
     x = np.arange(len(rows))
@@ -101,8 +109,10 @@ def scaling_bars(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
         ax.bar(x - 0.2, [r[f"{q}_32"] for r in rows], 0.4, label="32×32")
         ax.bar(x + 0.2, [r[f"{q}_64"] for r in rows], 0.4, label="64×64")
         ax.set_xticks(x, labels, rotation=20, fontsize=7)
-        ax.set_yscale("log")
-        ax.set_ylabel(f"{q} (count, log scale)", fontsize=8)
+        if q != "weights":  # weights do not change with the size: a linear axis shows that best
+            ax.set_yscale("log")
+            _no_minor_labels(ax)
+        ax.set_ylabel(f"{q} (count{', log scale' if q != 'weights' else ''})", fontsize=8)
         ax.set_title(q, fontsize=9)
         ax.legend(fontsize=7)
     return _save(fig, path)

@@ -280,8 +280,30 @@ def _collect_runs(names: Sequence[str], *, runs_dir: Path | None, train: bool, e
             found = cands[-1] if cands else None
         if found is not None:
             main[n] = found
-    sweep_runs = [r for r in finished if r.model == SWEEP_MODEL]
-    return main, (sweep_runs if len({r.batch_size for r in sweep_runs}) > 1 else [])
+    sweep_runs = _same_but_batch(main.get(SWEEP_MODEL), finished)
+    return main, (sweep_runs if len(sweep_runs) > 1 else [])
+
+
+def _same_but_batch(reference: Any, finished: Sequence[Any]) -> list[Any]:
+    """Finished runs with the reference run's settings, data and palette, except the batch size."""
+    if reference is None:
+        return []
+
+    def key(run: Any) -> tuple:
+        cfg = {k: v for k, v in run.config.items() if k != "batch_size"}
+        return (run.model, json_key(cfg), run.palette.get("sha256"), run.data.get("fingerprint"))
+
+    ref = key(reference)
+    best: dict[int, Any] = {}
+    for r in finished:
+        if key(r) == ref and (r.batch_size not in best or r.finished_at > best[r.batch_size].finished_at):
+            best[r.batch_size] = r
+    return [best[b] for b in sorted(best)]
+
+
+def json_key(obj: Any) -> str:
+    import json
+    return json.dumps(obj, sort_keys=True, default=str)
 
 
 def _trainable(name: str) -> bool:

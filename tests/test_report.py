@@ -77,12 +77,13 @@ def tiny_runs(tmp_path_factory):
                 threads=1, quiet=True, runs_root=root / "runs")
     for name in ("pool_upsample", "conv_transpose", "unet"):
         train(name, batch_size=100, **opts)
-    train("conv_transpose", batch_size=4, **opts)
-    return root / "runs"
+    train("conv_transpose", batch_size=32, **opts)
+    return {"runs": root / "runs", "palette": str(pal)}
 
 
 def test_report_with_runs(tiny_runs, tmp_path):
-    ctx = collect_context(tmp_path, runs=tiny_runs, epochs=2, tools=("fvcore",), provenance_overrides=FIXED)
+    ctx = collect_context(tmp_path, runs=tiny_runs["runs"], epochs=2, palette=tiny_runs["palette"], tools=("fvcore",),
+                          provenance_overrides=FIXED)
     md, pdf = render_report(ctx, tmp_path)
     text = md.read_text()
     assert ctx["training"] is not None and not ctx["missing"]
@@ -91,7 +92,7 @@ def test_report_with_runs(tiny_runs, tmp_path):
         assert (tmp_path / "figures" / f"samples_{name}.png").is_file()
     # the answers are computed from the runs' numbers, not canned
     from models.training import load_runs
-    runs = {r.model: r for r in load_runs(tiny_runs) if r.batch_size == 100}
+    runs = {r.model: r for r in load_runs(tiny_runs["runs"]) if r.batch_size == 100}
     diff = runs["conv_transpose"].best_val_loss - runs["pool_upsample"].best_val_loss
     assert f"{abs(diff):.3f} {'lower' if diff < 0 else 'higher'}" in text
     assert "image-folder" in text or "images" in text  # the data source is stated
