@@ -6,7 +6,6 @@ import json
 import os
 import platform
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -60,11 +59,6 @@ def table(rows: Sequence[Mapping[str, Any]], title: str = "") -> str:
 
 def write_results(name: str, payload: Mapping[str, Any]) -> Path:
     """Write ``benchmarks/results/<name>.json`` atomically, with machine info."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    from analysis.files import write_atomic
     data = {"benchmark": name, "machine": machine(), **payload}
-    path = RESULTS / f"{name}.json"
-    fd, tmp = tempfile.mkstemp(dir=RESULTS, suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(data, fh, indent=2, default=str)
-    os.replace(tmp, path)
-    return path
+    return write_atomic(RESULTS / f"{name}.json", json.dumps(data, indent=2, default=str))

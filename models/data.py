@@ -43,6 +43,7 @@ from typing import Any, BinaryIO, Callable, Iterator, Sequence
 import numpy as np
 
 from analysis.errors import ArchcountError
+from analysis.files import atomic_write, write_atomic
 
 #: CIFAR-10 class names, in label order (horse is label 7).
 CIFAR10_CLASSES: tuple[str, ...] = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
@@ -84,37 +85,14 @@ def default_cache_dir() -> Path:
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same directory and ``os.replace``.
+    """Write ``data`` to ``path`` atomically (see :func:`analysis.files.atomic_write`).
 
     >>> import tempfile, pathlib
     >>> p = pathlib.Path(tempfile.mkdtemp()) / "x.txt"
     >>> atomic_write_bytes(p, b"hi"); p.read_bytes()
     b'hi'
     """
-    atomic_write(path, lambda fh: fh.write(data))
-
-
-def atomic_write(path: str | os.PathLike[str], writer: Callable[[BinaryIO], Any]) -> None:
-    """Call ``writer(binary_file)`` on a temporary file beside ``path``, fsync it, then rename it over ``path``.
-
-    A reader never sees a half-written file, and an interrupted write leaves the old file intact
-    (at worst a stale ``.<name>.*.tmp`` beside it).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            writer(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    write_atomic(path, data)
 
 
 def _natural_key(name: str) -> tuple[Any, ...]:
@@ -330,41 +308,33 @@ def download_official(dest_dir: str | os.PathLike[str], *, url: str = OFFICIAL_U
     except OSError as exc:
         raise ArchcountError(f"cannot create the cache directory {dest_dir}: {exc}", argument="cache_dir") from None
     dest = dest_dir / OFFICIAL_ARCHIVE
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest_dir)
-    try:
+
+    def stream(out: BinaryIO) -> None:
         h = hashlib.md5()
-        with os.fdopen(fd, "wb") as out:
-            try:
-                resp = urllib.request.urlopen(url, timeout=timeout)  # noqa: S310 - fixed https/file URL
-            except (urllib.error.URLError, OSError, ValueError) as exc:
-                raise ArchcountError(f"cannot download {url}: {getattr(exc, 'reason', exc)}", argument="data") from None
-            with resp:
-                total = int(resp.headers.get("Content-Length") or 0) or None
-                from tqdm import tqdm
-                with tqdm(total=total, unit="B", unit_scale=True, desc=f"downloading {dest.name}",
-                          disable=True if quiet else None) as bar:
-                    while True:
-                        try:
-                            block = resp.read(1 << 20)
-                        except OSError as exc:
-                            raise ArchcountError(f"download of {url} broke off: {exc}", argument="data") from None
-                        if not block:
-                            break
-                        out.write(block)
-                        h.update(block)
-                        bar.update(len(block))
-            out.flush()
-            os.fsync(out.fileno())
-        if md5 is not None and h.hexdigest() != md5:
+        try:
+            resp = urllib.request.urlopen(url, timeout=timeout)  # noqa: S310 - fixed https/file URL
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            raise ArchcountError(f"cannot download {url}: {getattr(exc, 'reason', exc)}", argument="data") from None
+        with resp:
+            total = int(resp.headers.get("Content-Length") or 0) or None
+            from tqdm import tqdm
+            with tqdm(total=total, unit="B", unit_scale=True, desc=f"downloading {dest.name}",
+                      disable=True if quiet else None) as bar:
+                while True:
+                    try:
+                        block = resp.read(1 << 20)
+                    except OSError as exc:
+                        raise ArchcountError(f"download of {url} broke off: {exc}", argument="data") from None
+                    if not block:
+                        break
+                    out.write(block)
+                    h.update(block)
+                    bar.update(len(block))
+        if md5 is not None and h.hexdigest() != md5:  # raising here discards the temporary file
             raise ArchcountError(f"checksum mismatch for {url}: md5 {h.hexdigest()}, expected {md5}; the file was "
                                  f"discarded", argument="data")
-        os.replace(tmp, dest)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+
+    atomic_write(dest, stream)
     return dest
 
 

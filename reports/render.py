@@ -28,7 +28,6 @@ import math
 import numbers
 import os
 import re
-import tempfile
 import traceback
 import warnings
 from datetime import datetime, timezone
@@ -40,6 +39,7 @@ import jinja2
 import sympy as sp
 
 from analysis.errors import ArchcountError
+from analysis.files import write_atomic  # re-exported as reports.render.write_atomic
 
 from .typst_math import latex_math, typst_display, typst_inline, typst_string
 
@@ -385,43 +385,6 @@ def render_template(kind: Kind, template_name: str, context: Mapping[str, Any], 
 
 # ---------------------------------------------------------------------- files
 
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _umask()
-
-
-def write_atomic(path: str | os.PathLike, data: bytes | str) -> Path:
-    """Write ``data`` to ``path`` through a temporary file in the same directory and ``os.replace``.
-
-    Readers see the old file or the complete new one, never a partial one; on any
-    failure the temporary file is removed and an existing file is left untouched.
-    ``str`` is written as UTF-8 (no newline translation).  Parent directories are created.
-    """
-    path = Path(path)
-    if isinstance(data, str):
-        data = data.encode("utf-8")
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise ArchcountError(f"write_atomic: expected bytes or str, got {type(data).__name__}", argument="data")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return path
 
 
 def render_markdown(template_name: str, context: Mapping[str, Any], out_path: str | os.PathLike, *,
