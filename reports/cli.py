@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from typing import Sequence
 
@@ -50,6 +51,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:  # pragma: no cover
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug of ours: one line, not a traceback (ARCHCOUNT_DEBUG=1 shows it)
+        if os.environ.get("ARCHCOUNT_DEBUG"):
+            raise
+        print(f"archcount {args.command}: internal error: {type(exc).__name__}: {exc} "
+              f"(please report it; set ARCHCOUNT_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":  # pragma: no cover
