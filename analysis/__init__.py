@@ -25,7 +25,7 @@ _LAZY = {
     "CountTable": "analysis.table",
     "LayerRow": "analysis.table",
     "count": "analysis.counting",
-    "solve_for": "analysis.counting",
+    "solve_for": "analysis.solve",
     "output_shape": "analysis.counting",
     "receptive_field": "analysis.receptive",
     "verify_receptive_field": "analysis.receptive",

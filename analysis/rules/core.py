@@ -1,0 +1,194 @@
+"""The rule registry, layer specs and counts, and the helpers every rule shares.
+
+A rule is a pure function ``rule(spec, in_shapes) -> LayerCounts`` returning every count of one
+layer together as sympy expressions: its output shape, weights split into kernel weights, bias
+and normalisation affine, outputs, and connections under each connection convention.  Which of
+them a total uses is decided afterwards by a :class:`~analysis.conventions.Convention`.
+
+Keys are strings: ``"module.QualName"`` of a layer class (``"torch.nn.modules.conv.Conv2d"``), or
+a function key (``"torch.cat"``, ``"operator.add"``, ``"Tensor.flatten"``).  Nothing here imports
+torch; classes passed to :func:`register_rule` are turned into their key.
+
+>>> from analysis.rules import LayerSpec, apply_rule
+>>> spec = LayerSpec("conv", "torch.nn.modules.conv.Conv2d", ("torch.nn.modules.conv.Conv2d",),
+...     dict(in_channels=1, out_channels=8, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1),
+...          dilation=(1, 1), groups=1, has_bias=True))
+>>> c = apply_rule(spec, [(1, 32, 32)])
+>>> c.out_shape, c.weight, c.bias, c.connections["include"]
+((8, 32, 32), 72, 8, 73728)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import sympy as sp
+
+from ..errors import ArchcountError
+
+Shape = tuple  # per-sample shape, batch excluded: (C, H, W) or (F,)
+
+CATEGORIES = ("conv", "transposed", "linear", "norm", "resample", "elementwise", "structural")
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """A torch-free description of one layer (or functional op) of a captured graph."""
+
+    path: str                         #: module path ("block1.0") or fx node name ("cat")
+    key: str                          #: the registry key of its exact type or function
+    mro_keys: tuple[str, ...]         #: keys along the type's MRO, most specific first
+    params: Mapping[str, Any]         #: hyperparameters (ints or sympy expressions)
+    inputs: tuple[str, ...] = ()      #: names of the producing nodes
+    type_name: str = ""               #: short type name ("Conv2d", "torch.cat")
+
+
+@dataclass(frozen=True)
+class LayerCounts:
+    """Everything one layer contributes, before a convention picks what counts."""
+
+    category: str
+    out_shape: Shape
+    weight: Any = 0          #: kernel / matrix weights
+    bias: Any = 0            #: bias parameters
+    affine: Any = 0          #: normalisation affine parameters (gamma, beta)
+    outputs: Any = 0         #: output units per sample
+    connections: Mapping[str, Any] = field(default_factory=dict)  #: by connection convention
+    notes: tuple[str, ...] = ()
+    assumptions: tuple[str, ...] = ()
+    constraints: tuple[tuple[Any, Any], ...] = ()  #: (a, b) pairs of sizes that must be equal
+
+
+Rule = Callable[[LayerSpec, Sequence[Shape]], LayerCounts]
+
+
+def type_key(obj: Any) -> str:
+    """Registry key of a class, function or key string."""
+    if isinstance(obj, str):
+        return obj
+    if isinstance(obj, type):
+        return f"{obj.__module__}.{obj.__qualname__}"
+    module = getattr(obj, "__module__", None) or ""
+    name = getattr(obj, "__name__", None) or getattr(obj, "__qualname__", None) or repr(obj)
+    module = {"_operator": "operator", "torch._C._nn": "torch.nn.functional",
+              "torch._C._VariableFunctions": "torch", "torch.functional": "torch"}.get(module, module)
+    return f"{module}.{name}" if module else name
+
+
+class RuleRegistry:
+    """Counting rules by layer type; lookup walks the MRO, then short names.
+
+    >>> reg = RuleRegistry()
+    >>> @reg.register("my.Layer")
+    ... def my_layer(spec, in_shapes):
+    ...     return LayerCounts("elementwise", in_shapes[0])
+    >>> reg.resolve(("my.SubLayer", "my.Layer"))[0]
+    'my.Layer'
+    """
+
+    def __init__(self) -> None:
+        self._rules: dict[str, Rule] = {}
+
+    def register(self, *keys: Any) -> Callable[[Rule], Rule]:
+        def deco(fn: Rule) -> Rule:
+            for key in keys:
+                self._rules[type_key(key)] = fn
+            return fn
+        return deco
+
+    def add(self, key: Any, rule: Rule) -> None:
+        self._rules[type_key(key)] = rule
+
+    def resolve(self, mro: Iterable[str]) -> tuple[str, Rule] | None:
+        mro = tuple(mro)
+        for key in mro:
+            if key in self._rules:
+                return key, self._rules[key]
+        short = {k.rsplit(".", 1)[-1]: k for k in self._rules if "." in k and not k.startswith(("torch.", "operator."))}
+        for key in mro:
+            name = key.rsplit(".", 1)[-1]
+            if name in short:
+                return short[name], self._rules[short[name]]
+        return None
+
+    def keys(self) -> list[str]:
+        return sorted(self._rules)
+
+    def __contains__(self, key: Any) -> bool:
+        return type_key(key) in self._rules
+
+
+#: The default rule registry; users extend it with :func:`register_rule`.
+RULES = RuleRegistry()
+
+
+def register_rule(*layer_types: Any) -> Callable[[Rule], Rule]:
+    """Register a counting rule for layer classes (or key strings) in the default registry.
+
+    >>> @register_rule("mypkg.Scale")
+    ... def scale_rule(spec, in_shapes):
+    ...     return LayerCounts("elementwise", in_shapes[0], outputs=prod(in_shapes[0]))
+    """
+    return RULES.register(*layer_types)
+
+
+def apply_rule(spec: LayerSpec, in_shapes: Sequence[Shape], registry: RuleRegistry = RULES) -> LayerCounts:
+    found = registry.resolve(spec.mro_keys or (spec.key,))
+    if found is None:
+        raise ArchcountError(f"no counting rule for {spec.type_name or spec.key}", layer=spec.path)
+    return found[1](spec, in_shapes)
+
+
+# --------------------------------------------------------------------------- helpers
+
+def prod(values: Iterable[Any]) -> Any:
+    out: Any = sp.Integer(1)
+    for v in values:
+        out = out * v
+    return _num(out)
+
+
+def _num(x: Any) -> Any:
+    """Plain int for numeric sympy values (keeps tables readable and JSON-able)."""
+    if isinstance(x, sp.Basic) and x.is_number and x.is_integer:
+        return int(x)
+    return x
+
+
+def _is_num(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool) or (isinstance(x, sp.Basic) and x.is_number)
+
+
+def _tuple(value: Any, n: int) -> tuple:
+    if isinstance(value, (tuple, list)):
+        if len(value) == 1 and n > 1:
+            return tuple(value) * n
+        return tuple(value)
+    return (value,) * n
+
+
+def _positive(value: Any, what: str, spec: LayerSpec, in_shapes: Sequence[Shape], argument: str = "kernel") -> Any:
+    if _is_num(value) and int(value) < 1:
+        raise ArchcountError(f"{what} would be {value}: the input is too small for this layer", argument=argument,
+                             layer=spec.path, shapes={"input": ("BS",) + tuple(in_shapes[0]) if in_shapes else None})
+    return value
+
+
+def _need_input(spec: LayerSpec, in_shapes: Sequence[Shape], ndim: int | None = None) -> Shape:
+    if not in_shapes or in_shapes[0] is None:
+        raise ArchcountError("input shape unknown", layer=spec.path, argument="input")
+    shape = tuple(in_shapes[0])
+    if ndim is not None and len(shape) != ndim:
+        raise ArchcountError(f"expects a {ndim + 1}-d input [BS, ...], got {len(shape) + 1}-d", layer=spec.path,
+                             argument="input", shapes={"input": ("BS",) + shape})
+    return shape
+
+
+def _same(a: Any, b: Any) -> bool | None:
+    """True/False when decidable, None when it depends on the symbols."""
+    diff = sp.simplify(sp.sympify(a) - sp.sympify(b))
+    if diff == 0:
+        return True
+    if diff.is_number:
+        return False
+    return None
