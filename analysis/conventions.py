@@ -34,7 +34,10 @@ SWITCH_VALUES: dict[str, tuple[Any, ...]] = {
     "pooling": (False, True),
     "padding_taps": ("include", "exclude"),
     "transposed": ("scatter", "exact", "gather"),
+    "products": (False, True),
 }
+#: switches every convention enumeration varies (``products`` matters only for attention/matmul models)
+ENUMERATED_SWITCHES = ("bias", "batchnorm", "pooling", "padding_taps", "transposed")
 
 SWITCH_DOCS: dict[str, str] = {
     "bias": "count conv/linear biases as weights",
@@ -45,6 +48,8 @@ SWITCH_DOCS: dict[str, str] = {
                     "exclude: taps on zero padding are not connections (exact)",
     "transposed": "scatter: each input unit connects to k^2*Cout/groups outputs, cropped ones included; "
                   "exact: only pairs that survive the cropping; gather: output-based, inserted zeros included",
+    "products": "activation x activation products (attention q·kᵀ and attention·v, x @ y) count as connections; "
+                "they are never weighted connections, and are off in every preset",
 }
 
 
@@ -58,6 +63,7 @@ class Convention:
     pooling: bool = False
     padding_taps: str = "include"
     transposed: str = "scatter"
+    products: bool = False
 
     def __post_init__(self) -> None:
         if self.preset not in PRESET_SWITCHES:
@@ -95,6 +101,8 @@ class Convention:
         parts.append("pooling/upsampling layers counted" if self.pooling else "pooling/upsampling layers ignored")
         parts.append("padding taps " + ("included" if self.padding_taps == "include" else "excluded (exact)"))
         parts.append(f"transposed convs: {self.transposed}")
+        if self.products:
+            parts.append("activation x activation products counted as connections")
         return "; ".join(parts)
 
     def to_dict(self) -> dict[str, Any]:
@@ -111,7 +119,7 @@ def _fmt(v: Any) -> str:
 
 
 _DEFAULTS = {"bias": False, "batchnorm": "ignore", "pooling": False, "padding_taps": "include",
-             "transposed": "scatter"}
+             "transposed": "scatter", "products": False}
 PRESET_SWITCHES: dict[str, dict[str, Any]] = {
     "weighted": dict(_DEFAULTS),
     "all-layers": dict(_DEFAULTS, pooling=True),
@@ -198,17 +206,19 @@ def get_convention(convention: str | Convention | None = None,
 def all_conventions(presets: Sequence[str] | None = None) -> list[Convention]:
     """Every distinct switch combination, each under the first preset (in order) it extends.
 
-    Presets come first, then the other combinations.
+    Presets come first, then the other combinations (``products`` stays off: it only matters for
+    models with attention or activation products).
     """
     order = list(presets or PRESETS)
     seen: dict[tuple, Convention] = {}
     for name in order:
         conv = PRESETS[name]
         seen.setdefault(tuple(conv.switches.values()), conv)
-    for combo in itertools.product(*SWITCH_VALUES.values()):
+    for combo in itertools.product(*(SWITCH_VALUES[name] for name in ENUMERATED_SWITCHES)):
+        combo = combo + (False,)
         if combo in seen:
             continue
-        sw = dict(zip(SWITCH_VALUES, combo))
+        sw = dict(zip(tuple(ENUMERATED_SWITCHES) + ("products",), combo))
         # attach to the preset sharing the most switches
         best = max(order, key=lambda n: sum(PRESET_SWITCHES[n][key] == v for key, v in sw.items()))
         seen[combo] = Convention(best, **sw)

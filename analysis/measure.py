@@ -1,9 +1,9 @@
 """Measure a real torch model, independently of archcount's formulas.
 
-:func:`measure` runs the model once (batch 1) through a :class:`torch.fx.Interpreter` over the
-graph traced with archcount's own tracer, so every record is named like a
-:class:`~analysis.table.LayerRow` (the module path for modules, the fx node name for functions
-such as ``cat``), and records for every layer:
+:func:`measure` runs the model once (batch 1) under :func:`analysis.trace.record`, so every record
+is named like a :class:`~analysis.table.LayerRow` (the module path for modules, ``#n`` for the n-th
+call of a module called several times, ``module:op`` for operations such as ``cat``), and records
+for every layer:
 
 - parameters, split into kernel ``weight``, ``bias`` and normalisation ``affine`` (gamma, beta)
   by the torch class of the module (never by archcount's rules);
@@ -60,6 +60,7 @@ METHODS: dict[str, str] = {
                         "each colour class, summed (one input of a class per output)",
     "upsample.taps": "definition: 1 tap per output (nearest), 2 per axis (linear), 4 per axis (cubic)",
     "norm.include": "definition: one connection per output",
+    "matmul.include": "torch.utils.flop_counter.FlopCounterMode on the recorded call, divided by 2",
 }
 
 
@@ -67,9 +68,9 @@ METHODS: dict[str, str] = {
 class LayerMeasurement:
     """What was measured for one fx node of the model (per sample, batch 1)."""
 
-    path: str                          #: module path, or the fx node name for functions
-    name: str                          #: fx node name
-    op: str                            #: call_module | call_function | call_method
+    path: str                          #: the row path (module path, ``#n`` per call, ``module:op`` for ops)
+    name: str                          #: the recorded node's name
+    op: str                            #: call_module | call_function
     type: str                          #: class name, or the function/method name
     kind: str                          #: conv | transposed | linear | norm | pool | adaptive | upsample | other
     in_shapes: tuple[Shape, ...]       #: per-sample input shapes (tensor arguments)
@@ -83,6 +84,7 @@ class LayerMeasurement:
     connections: Mapping[str, int] = field(default_factory=dict)   #: structural counts by key
     methods: Mapping[str, str] = field(default_factory=dict)       #: how each key was measured
     notes: tuple[str, ...] = ()
+    full_shape: Shape = ()             #: the output shape with the batch (1) where torch put it
 
     @property
     def params(self) -> int:
@@ -154,6 +156,10 @@ def layer_kind(module: Any) -> str:
         return "adaptive"
     if isinstance(module, nn.Upsample):
         return "upsample"
+    if isinstance(module, nn.MultiheadAttention):
+        return "attention"
+    if isinstance(module, nn.Embedding):
+        return "embedding"
     return "other"
 
 
@@ -162,7 +168,11 @@ def _split_params(module: Any, kind: str) -> tuple[int, int, int, int]:
     weight = bias = affine = other = 0
     for name, p in module.named_parameters():
         n = p.numel()
-        if kind in ("conv", "transposed", "linear") and name == "weight":
+        if kind in ("attention",) and name.endswith("weight") or kind == "embedding":
+            weight += n
+        elif kind == "attention" and name.endswith("bias") and name not in ("bias_k", "bias_v"):
+            bias += n
+        elif kind in ("conv", "transposed", "linear") and name == "weight":
             weight += n
         elif kind in ("conv", "transposed", "linear") and name == "bias":
             bias += n
@@ -481,36 +491,166 @@ def _tensors(value: Any) -> list[Any]:
     return []
 
 
-def _interpolate_mode(node: Any) -> str:
-    mode = node.kwargs.get("mode")
-    if mode is None and len(node.args) > 3:
-        mode = node.args[3]
-    return mode or "nearest"
+def _unique_params(module: Any) -> list[Any]:
+    return list(module.parameters())  # torch deduplicates shared parameters by identity
 
 
-def graph_module(module: Any, model: str = "model") -> Any:
-    """``module`` traced with archcount's tracer (the node names of :mod:`analysis.capture`)."""
-    import torch.fx as fx
+def _real(value: Any, tensors: Mapping[Any, Any]) -> Any:
+    """A recorded argument with its tensors, sizes and slices made real again."""
+    from .graph import SizeExpr, SliceArg, TensorRef
+    if isinstance(value, TensorRef):
+        return tensors[value]
+    if isinstance(value, SizeExpr):
+        return int(value.value)
+    if isinstance(value, SliceArg):
+        return slice(_real(value.start, tensors), _real(value.stop, tensors), _real(value.step, tensors))
+    if isinstance(value, tuple):
+        return tuple(_real(v, tensors) for v in value)
+    if isinstance(value, dict):
+        return {k: _real(v, tensors) for k, v in value.items()}
+    if value == "...":
+        return Ellipsis
+    return value
 
-    from .capture import _tracer_cls
-    from .rules import RULES
-    tracer = _tracer_cls(RULES)()
-    try:
-        graph = tracer.trace(module)
-    except ArchcountError:
-        raise
-    except Exception as exc:
-        raise ArchcountError(f"torch.fx could not trace the model: {type(exc).__name__}: {exc}", model=model) from None
-    return fx.GraphModule(module, graph)
+
+#: functional ops measured through an equivalent module: key prefix -> kind
+_FUNCTIONAL_KIND = (
+    (("torch.conv_transpose",), "transposed"), (("torch.conv",), "conv"),
+    (("torch.nn.functional.linear",), "linear"),
+    (("torch.nn.functional.max_pool", "torch.max_pool", "torch.nn.functional.avg_pool", "torch.avg_pool"), "pool"),
+    (("torch.nn.functional.adaptive_", "torch.adaptive_"), "adaptive"),
+    (("torch.nn.functional.interpolate", "torch.nn.functional.upsample"), "upsample"),
+    (("torch.nn.functional.batch_norm", "torch.nn.functional.layer_norm", "torch.nn.functional.group_norm",
+      "torch.nn.functional.instance_norm"), "norm"),
+    (("torch.matmul", "Tensor.matmul", "operator.matmul", "Tensor.__matmul__", "Tensor.__rmatmul__", "torch.mm",
+      "Tensor.mm", "torch.bmm", "Tensor.bmm", "torch.einsum", "torch.addmm", "torch.baddbmm",
+      "torch.nn.functional.scaled_dot_product_attention"), "matmul"),
+)
+
+
+def functional_kind(key: str) -> str:
+    """The measurement kind of a functional op, by its key (never by archcount's rules)."""
+    for prefixes, kind in _FUNCTIONAL_KIND:
+        if key.startswith(prefixes):
+            return kind
+    return "other"
+
+
+def _flop_count(key: str, args: list[Any], kwargs: dict[str, Any]) -> int:
+    """Multiply-adds of one product op, measured by torch's own flop counter (flops / 2)."""
+    import operator
+
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+    name = key.split(".")[-1]
+    if key.startswith("Tensor."):
+        fn = getattr(torch.Tensor, name)
+    elif key.startswith("operator."):
+        fn = getattr(operator, name)
+    elif key.startswith("torch.nn.functional."):
+        fn = getattr(torch.nn.functional, name)
+    else:
+        fn = getattr(torch, name)
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        fn(*args, **kwargs)
+    return int(counter.get_total_flops()) // 2
+
+
+def _attention_flops(module: Any, args: tuple, kwargs: dict) -> dict[str, int]:
+    """Weighted (projection) and product multiply-adds of one attention call, by torch's flop counter."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        module(*args, **kwargs)
+    weighted = products = 0
+    for op, n in counter.get_flop_counts().get("Global", {}).items():
+        name = str(op)
+        if "bmm" in name or "attention" in name:
+            products += int(n)
+        else:
+            weighted += int(n)
+    return {"weighted": weighted // 2, "products": products // 2}
+
+
+def parameter_layers(rec: Any, seen: set[int]) -> list[LayerMeasurement]:
+    """Parameters the forward read that no conv, linear, norm or product used as its weight."""
+    out = []
+    for node in rec.nodes:
+        if node.kind != "param" or node.name not in rec.values:
+            continue
+        t = rec.values[node.name][1][0]
+        if id(t) in seen:
+            continue
+        seen.add(id(t))
+        out.append(LayerMeasurement(node.path, node.name, "get_attr", "Parameter", "parameter", (),
+                                    tuple(int(v) for v in t.shape), 0, weight=int(t.numel()),
+                                    notes=("a parameter read in forward (numel)",)))
+    return out
+
+
+def _equivalent(node: Any, args: list[Any], kwargs: dict[str, Any], kind: str) -> Any:
+    """An nn module doing what a functional conv / linear / pooling call did (for structural counts)."""
+    import inspect
+
+    import torch.nn as nn
+    import torch.nn.functional as F
+
+    def bound(fn: Any, names: Sequence[str]) -> dict[str, Any]:
+        out = dict(zip(names, args))
+        out.update(kwargs)
+        return out
+
+    key = node.key
+    if kind in ("conv", "transposed"):
+        names = ("input", "weight", "bias", "stride", "padding", "dilation", "groups") if kind == "conv" else \
+            ("input", "weight", "bias", "stride", "padding", "output_padding", "groups", "dilation")
+        b = bound(None, names)
+        w = b["weight"]
+        nd = w.dim() - 2
+        groups = int(b.get("groups", 1))
+        if kind == "conv":
+            cls = getattr(nn, f"Conv{nd}d")
+            m = cls(int(w.shape[1]) * groups, int(w.shape[0]), tuple(w.shape[2:]), stride=b.get("stride", 1),
+                    padding=b.get("padding", 0), dilation=b.get("dilation", 1), groups=groups,
+                    bias=b.get("bias") is not None)
+        else:
+            cls = getattr(nn, f"ConvTranspose{nd}d")
+            m = cls(int(w.shape[0]), int(w.shape[1]) * groups, tuple(w.shape[2:]), stride=b.get("stride", 1),
+                    padding=b.get("padding", 0), output_padding=b.get("output_padding", 0), groups=groups,
+                    dilation=b.get("dilation", 1), bias=b.get("bias") is not None)
+        return m
+    if kind == "linear":
+        b = bound(None, ("input", "weight", "bias"))
+        w = b["weight"]
+        return nn.Linear(int(w.shape[-1]), int(w.shape[0]), bias=b.get("bias") is not None)
+    if kind == "pool":
+        nd = int(key[-2]) if key[-2].isdigit() else int(key.rstrip("_with_indices")[-2])
+        if "max" in key:
+            b = bound(None, ("input", "kernel_size", "stride", "padding", "dilation", "ceil_mode"))
+            return getattr(nn, f"MaxPool{nd}d")(b["kernel_size"], stride=b.get("stride") or None,
+                                               padding=b.get("padding", 0), dilation=b.get("dilation", 1),
+                                               ceil_mode=bool(b.get("ceil_mode", False)))
+        b = bound(None, ("input", "kernel_size", "stride", "padding", "ceil_mode", "count_include_pad"))
+        return getattr(nn, f"AvgPool{nd}d")(b["kernel_size"], stride=b.get("stride") or None,
+                                           padding=b.get("padding", 0), ceil_mode=bool(b.get("ceil_mode", False)))
+    if kind == "adaptive":
+        nd = int([c for c in key if c.isdigit()][-1])
+        b = bound(None, ("input", "output_size"))
+        return getattr(nn, f"AdaptiveAvgPool{nd}d")(b["output_size"])
+    return None
 
 
 def measure(module: Any, input_shape: Sequence[int], *, model: str | None = None, flops: bool = True,
             connections: bool = True, fold_channels: bool = True, seed: int = 0) -> Measurement:
     """Measure ``module`` on an input of ``input_shape`` = ``(BS, C, H, W)`` (run with batch 1).
 
-    The model is put in eval mode for the run (and restored).  ``flops`` runs fvcore;
-    ``connections`` runs the structural counts of every conv, transposed conv, linear, pooling
-    and upsampling layer.  Any failure of the model to run raises :class:`ArchcountError`.
+    The forward is recorded (every leaf-module call and torch operation, named like the rows of
+    :func:`analysis.count`; a module called twice is measured per call).  The model is put in
+    eval mode for the run (and restored).  ``flops`` runs fvcore; ``connections`` runs the
+    structural counts of every conv, transposed conv, linear, pooling and upsampling layer, module
+    or functional.  Any failure of the model to run raises :class:`ArchcountError`.
 
     >>> import torch.nn as nn
     >>> m = measure(nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten()), (1, 1, 5, 5), flops=False)
@@ -518,7 +658,8 @@ def measure(module: Any, input_shape: Sequence[int], *, model: str | None = None
     [('0', (4, 3, 3), 36), ('1', (36,), 36)]
     """
     import torch
-    import torch.fx as fx
+
+    from .trace import forward_error, record
     name = model or type(module).__name__
     shape = tuple(int(v) for v in input_shape)
     if len(shape) < 2 or min(shape) < 1:
@@ -534,52 +675,39 @@ def measure(module: Any, input_shape: Sequence[int], *, model: str | None = None
         t0 = time.perf_counter()
         try:
             with torch.no_grad():
-                reference = module(x)
-        except ArchcountError as exc:
-            raise exc.with_context(model=name, shapes={"input": shape}) from None
-        except Exception as exc:
-            raise ArchcountError(f"the model does not run on this input: {type(exc).__name__}: {exc}",
-                                 model=name, shapes={"input": shape}) from None
-        seconds["forward"] = time.perf_counter() - t0
-
-        t0 = time.perf_counter()
-        gm = graph_module(module, name)
-        records: list[dict[str, Any]] = []
-
-        class _Recorder(fx.Interpreter):
-            def run_node(self, n: fx.Node) -> Any:
-                result = super().run_node(n)
-                if n.op in ("call_module", "call_function", "call_method") and isinstance(result, torch.Tensor):
-                    args = self.map_nodes_to_values(n.args, n)
-                    kwargs = self.map_nodes_to_values(n.kwargs, n)
-                    rec = {"node": n, "in_shapes": tuple(_per_sample(t) for t in _tensors(args) + _tensors(kwargs)),
-                           "out_shape": _per_sample(result), "outputs": result[0].numel()}
-                    if n.op == "call_function" and getattr(n.target, "__name__", "") == "interpolate":
-                        rec.update(args=(None, *args[1:]), kwargs=kwargs)  # re-run on coloured inputs
-                    records.append(rec)
-                return result
-
-        with torch.no_grad():
-            final = _Recorder(gm).run(x)
-        seconds["interpreter"] = time.perf_counter() - t0
-        if isinstance(final, torch.Tensor) and isinstance(reference, torch.Tensor) and \
-                tuple(final.shape) != tuple(reference.shape):
-            raise ArchcountError(f"the traced graph gives {tuple(final.shape)}, the model {tuple(reference.shape)}",
-                                 model=name)
-
+                rec = record(module, [x], keep_values=True)
+        except Exception as exc:  # noqa: BLE001 - the model's own error, named
+            raise forward_error(exc, name).with_context(shapes={"input": shape}) from None
+        seconds["record"] = time.perf_counter() - t0
         by_module: Mapping[str, int] = {}
         fv_total, fv_ops, fv_unsup = None, {}, {}
         if flops:
             t0 = time.perf_counter()
             by_module, fv_total, fv_ops, fv_unsup = _fvcore(module, x, name)
             seconds["fvcore"] = time.perf_counter() - t0
-
         t0 = time.perf_counter()
+        calls: dict[str, int] = {}
+        for node in rec.nodes:
+            if node.kind == "module":
+                calls[node.module] = calls.get(node.module, 0) + 1
+        seen: set[int] = set()
         layers = []
-        for rec in records:
-            layers.append(_layer(rec, gm, by_module if flops else None, connections, fold_channels, name))
+        for node in rec.nodes:
+            if node.kind not in ("module", "function") or node.name not in rec.values:
+                continue
+            ins, outs = rec.values[node.name]
+            if not outs:
+                continue
+            layers.append(_layer(node, ins, outs, rec, by_module if flops else None, calls, seen, connections,
+                                 fold_channels))
+        layers.extend(parameter_layers(rec, seen))
+        unused = sum(int(p.numel()) for p in _unique_params(module) if id(p) not in seen)
+        if unused:
+            layers.append(LayerMeasurement("(unused parameters)", "", "", "Parameter", "unused", (), (), 0,
+                                           weight=unused, notes=("parameters the forward never read",)))
         seconds["structural" if connections else "layers"] = time.perf_counter() - t0
-        out_shape = _per_sample(reference) if isinstance(reference, torch.Tensor) else ()
+        outputs = [rec.values[r.node][1][r.index] for r in rec.outputs if r.node in rec.values]
+        out_shape = _per_sample(outputs[0]) if outputs else ()
         total_params = sum(p.numel() for p in module.parameters())
         return Measurement(name, shape, out_shape, tuple(layers), int(total_params), fv_total, fv_ops, fv_unsup,
                            seconds)
@@ -587,59 +715,105 @@ def measure(module: Any, input_shape: Sequence[int], *, model: str | None = None
         module.train(was_training)
 
 
-def _layer(rec: Mapping[str, Any], gm: Any, by_module: Mapping[str, int] | None, connections: bool,
-           fold_channels: bool, model: str) -> LayerMeasurement:
-    node = rec["node"]
-    in_shapes = rec["in_shapes"]
+def _layer(node: Any, ins: Sequence[Any], outs: Sequence[Any], rec: Any, by_module: Mapping[str, int] | None,
+           calls: Mapping[str, int], seen: set[int], connections: bool, fold_channels: bool) -> LayerMeasurement:
+    import torch
+    out = outs[0]
+    full = tuple(int(v) for v in out.shape)
+    in_shapes = tuple(_per_sample(t) for t in ins if isinstance(t, torch.Tensor) and t.dim() > 0)
     conn: dict[str, int] = {}
     methods: dict[str, str] = {}
     notes: list[str] = []
     weight = bias = affine = other = 0
     flops = None
-    if node.op == "call_module":
-        path = str(node.target)
-        sub = gm.get_submodule(node.target)
-        tname = type(sub).__name__
+    per_sample = full[1:] if full else ()
+    outputs = int(out.numel())
+    if node.kind == "module":
+        sub = rec.modules[node.name]
         kind = layer_kind(sub)
-        weight, bias, affine, other = _split_params(sub, kind)
-        if by_module is not None and kind in ("conv", "transposed", "linear"):
-            value = by_module.get(path, 0)
+        params = [p for p in sub.parameters() if id(p) not in seen]
+        if len(params) == len(list(sub.parameters())):
+            weight, bias, affine, other = _split_params(sub, kind)
+        elif params:
+            notes.append("some parameters shared with an earlier call or layer: counted there")
+            w2, b2, a2, o2 = _split_params(sub, kind)
+            shared = sum(p.numel() for p in sub.parameters() if id(p) in seen)
+            other = max(0, w2 + b2 + a2 + o2 - shared)
+        else:
+            notes.append("parameters shared with an earlier call: counted there")
+        seen.update(id(p) for p in sub.parameters())
+        if by_module is not None and kind in ("conv", "transposed", "linear") and calls.get(node.module, 1) == 1:
+            value = by_module.get(node.module, 0)
             if isinstance(value, tuple):
                 notes.append(f"fvcore has no counter for {', '.join(value[1])} (e.g. padding='same'/'valid'); "
                              f"its count is not used")
             else:
                 flops = int(value)
-        if connections and in_shapes:
+        elif by_module is not None and kind in ("conv", "transposed", "linear"):
+            notes.append(f"called {calls.get(node.module)} times: fvcore sums the calls per module, so the "
+                         f"structural count is compared per call")
+        if connections and kind == "attention" and node.name in rec.calls:
+            conn = _attention_flops(sub, *rec.calls[node.name])
+            methods = {key: "torch.utils.flop_counter.FlopCounterMode on the module call: (mm + addmm) / 2 "
+                            "weighted, (bmm + baddbmm) / 2 products" for key in conn}
+        elif connections and in_shapes:
             try:
                 if kind == "norm":
-                    conn = {"include": rec["outputs"], "exclude": rec["outputs"]}
+                    conn = {"include": outputs, "exclude": outputs}
                 else:
                     conn = structural_connections(sub, in_shapes[0], fold_channels=fold_channels)
             except ArchcountError as exc:
                 notes.append(f"not measured: {exc.reason}")
                 conn = {}
-            methods = (_method_keys(kind, conn) if kind != "norm"
-                       else {key: METHODS["norm.include"] for key in conn})
+            methods = (_method_keys(kind, conn) if kind != "norm" else {key: METHODS["norm.include"] for key in conn})
+        tname = type(sub).__name__
     else:
-        path = node.name
-        target = node.target
-        tname = getattr(target, "__name__", str(target)) if node.op == "call_function" else f"Tensor.{target}"
-        kind = "other"
-        if node.op == "call_function" and getattr(target, "__name__", "") == "interpolate":
-            kind = "upsample"
-            if connections:
-                args, kwargs = list(rec["args"]), dict(rec["kwargs"])
-                mode = _interpolate_mode(node)
+        kind = functional_kind(node.key)
+        tname = node.type_name
+        refs = {ref: t for ref, t in zip(node.inputs, ins)}
+        args = list(_real(node.params.get("args", ()), refs))
+        kwargs = dict(_real(node.params.get("kwargs", {}), refs))
+        for t in ins:
+            if kind in ("conv", "transposed", "linear", "norm", "matmul") and isinstance(t, torch.nn.Parameter) \
+                    and id(t) not in seen:
+                seen.add(id(t))
+                n = int(t.numel())
+                if kind == "norm":
+                    affine += n
+                elif t.dim() == 1 and kind != "matmul":
+                    bias += n
+                else:
+                    weight += n
+        if connections and kind == "matmul":
+            conn = {"include": _flop_count(node.key, args, kwargs)}
+            methods = {"include": METHODS["matmul.include"]}
+        if connections and kind in ("conv", "transposed", "linear", "pool", "adaptive") and in_shapes:
+            try:
+                eq = _equivalent(node, args, kwargs, kind)
+                conn = structural_connections(eq, in_shapes[0], fold_channels=fold_channels) if eq is not None else {}
+                methods = _method_keys(kind, conn)
+            except (ArchcountError, TypeError, ValueError, RuntimeError) as exc:
+                notes.append(f"not measured: {exc}")
+        elif connections and kind == "upsample" and in_shapes:
+            import torch.nn.functional as F
+            target = {"torch.nn.functional.upsample": F.interpolate}.get(node.key, F.interpolate)
+            mode = kwargs.get("mode", args[3] if len(args) > 3 else "nearest")
+            if node.key.endswith("upsample_bilinear"):
+                mode, kwargs = "bilinear", dict(kwargs, mode="bilinear", align_corners=True)
 
-                def call(x: Any, args: list = args, kwargs: dict = kwargs) -> Any:
-                    return target(x, *args[1:], **kwargs)
-                try:
-                    conn = interpolation_connections(call, in_shapes[0], mode)
-                    methods = _method_keys("upsample", conn)
-                except ArchcountError as exc:
-                    notes.append(f"not measured: {exc.reason}")
-    return LayerMeasurement(path, node.name, node.op, tname, kind, in_shapes, rec["out_shape"], int(rec["outputs"]),
-                            weight, bias, affine, other, flops, conn, methods, tuple(notes))
+            def call(xx: Any, a: list = args, kw: dict = kwargs) -> Any:
+                return target(xx, *a[1:], **kw)
+            try:
+                conn = interpolation_connections(call, in_shapes[0], mode or "nearest")
+                methods = _method_keys("upsample", conn)
+            except ArchcountError as exc:
+                notes.append(f"not measured: {exc.reason}")
+        elif connections and kind == "norm":
+            conn = {"include": outputs, "exclude": outputs}
+            methods = {key: METHODS["norm.include"] for key in conn}
+    return LayerMeasurement(node.path, node.name, "call_module" if node.kind == "module" else "call_function",
+                            tname, kind, in_shapes, per_sample, outputs, weight, bias, affine, other, flops, conn,
+                            methods, tuple(notes), full)
 
 
 #: op name fragments of weight layers; when fvcore has no counter for one, its module count is not a measurement
@@ -675,5 +849,5 @@ def _fvcore(module: Any, x: Any, name: str) -> tuple[Mapping[str, int], int, dic
 
 
 __all__ = ["LayerMeasurement", "METHODS", "Measurement", "adaptive_pool_connections", "conv_connections",
-           "graph_module", "interpolation_connections", "layer_kind", "linear_connections", "measure",
+           "functional_kind", "interpolation_connections", "layer_kind", "linear_connections", "measure",
            "pool_connections", "structural_connections", "transposed_connections"]

@@ -36,6 +36,21 @@ def _q(quantity: str) -> str:
 def convention_values(counts: LayerCounts, conv: Convention, path: str = "") -> tuple[Any, Any, Any]:
     """(weights, outputs, connections) one layer contributes under ``conv``."""
     cat = counts.category
+    if cat == "attention":
+        conn = counts.connections.get("include", 0)
+        if conv.products:
+            conn = _add(conn, counts.products)
+        return counts.weight + (counts.bias if conv.bias else 0), counts.outputs, conn
+    if cat == "matmul":
+        if not conv.products:
+            return 0, 0, 0
+        return 0, counts.outputs, counts.products
+    if cat == "embedding":
+        return counts.weight, counts.outputs, 0
+    if cat == "parameter":
+        return counts.weight, 0, 0
+    if cat == "unused":
+        return (counts.weight if conv.bias and conv.batchnorm != "ignore" else 0), 0, 0
     if cat in ("conv", "linear", "transposed"):
         weights = counts.weight + (counts.bias if conv.bias else 0)
         key = conv.transposed if cat == "transposed" else conv.padding_taps
@@ -62,6 +77,13 @@ def convention_values(counts: LayerCounts, conv: Convention, path: str = "") -> 
     return 0, 0, 0
 
 
+def _add(a: Any, b: Any) -> Any:
+    if a is None or b is None:
+        return None
+    out = sp.expand(sp.sympify(a) + sp.sympify(b))
+    return int(out) if out.is_Integer else out
+
+
 @dataclass(frozen=True)
 class LayerRow:
     """One layer: where it is, its shapes, its raw counts and its values under the table's convention."""
@@ -75,6 +97,11 @@ class LayerRow:
     outputs: Any
     connections: Any
     inputs: tuple[str, ...] = ()
+    source: str = ""                                                   #: "file.py:12" of the call
+    spec: Any = field(default=None, compare=False, repr=False)         #: the rule's input, to recompute
+    in_full: tuple = field(default=(), compare=False, repr=False)      #: whole input shapes (batch B)
+    full_shape: bool = field(default=False, compare=False, repr=False)
+    rule_key: str = field(default="", compare=False, repr=False)
 
     @property
     def in_shape(self) -> tuple[Any, ...]:
@@ -95,6 +122,7 @@ class Unsupported:
     path: str
     type: str
     reason: str
+    source: str = ""   #: "file.py:12" of the call, when known
 
 
 def _sub(expr: Any, subs: Mapping[sp.Symbol, Any]) -> Any:
@@ -115,7 +143,8 @@ def _sub(expr: Any, subs: Mapping[sp.Symbol, Any]) -> Any:
 
 def _sub_counts(c: LayerCounts, subs: Mapping[sp.Symbol, Any]) -> LayerCounts:
     return replace(c, out_shape=_sub(c.out_shape, subs), weight=_sub(c.weight, subs), bias=_sub(c.bias, subs),
-                   affine=_sub(c.affine, subs), outputs=_sub(c.outputs, subs),
+                   affine=_sub(c.affine, subs), outputs=_sub(c.outputs, subs), products=_sub(c.products, subs),
+                   out_shapes=tuple(_sub(x, subs) for x in c.out_shapes),
                    connections={k_: (None if v is None else _sub(v, subs)) for k_, v in c.connections.items()})
 
 
@@ -186,22 +215,49 @@ class CountTable:
     unsupported: tuple[Unsupported, ...] = ()
     assumptions: tuple[str, ...] = ()
     symbols: Mapping[str, sp.Symbol] = field(default_factory=dict)
+    inputs: tuple[tuple[Any, ...], ...] = ()     #: every input's per-sample shape (several for multi-input)
+    registry: Any = field(default=None, compare=False, repr=False)
 
     # -- totals
     @property
     def partial(self) -> bool:
-        """True when some layers are unsupported, so the totals miss their share."""
+        """True when some operations are unsupported, so the totals miss their share."""
         return bool(self.unsupported)
+
+    @property
+    def activation_products(self) -> Any:
+        """Activation x activation multiply-adds (attention, ``x @ y``), per sample: never in the
+        weighted connections; counted as connections only with the ``products`` switch."""
+        out: Any = sp.Integer(0)
+        for row in self.rows:
+            if row.counts.products is None:
+                return None
+            out = out + row.counts.products
+        out = sp.expand(out)
+        return int(out) if out.is_Integer else out
 
     @property
     def input_size(self) -> tuple[Any, ...]:
         return tuple(self.input_shape[1:])
 
     def total(self, quantity: str) -> Any:
+        """The total of ``weights``, ``outputs`` or ``connections``; with unsupported operations it is
+        partial (a :class:`PartialWarning` says so, and :attr:`partial` is True).
+        """
         q = _q(quantity)
+        if self.unsupported:
+            import warnings
+            warnings.warn(PartialWarning(f"{self.model}: the {q} total is partial: {len(self.unsupported)} "
+                                         f"unsupported operation(s) ({', '.join(u.path for u in self.unsupported[:3])}"
+                                         f"{', ...' if len(self.unsupported) > 3 else ''}) are not counted"),
+                          stacklevel=2)
         out: Any = sp.Integer(0)
         for row in self.rows:
-            out = out + getattr(row, q)
+            value = getattr(row, q)
+            if value is None:
+                raise ArchcountError(f"{row.path} has no {q} formula under {self.convention.label}",
+                                     model=self.model, layer=row.path)
+            out = out + value
         out = sp.expand(out)
         return int(out) if out.is_Integer else out
 
@@ -265,19 +321,57 @@ class CountTable:
         rows = []
         for r in self.rows:
             counts = _sub_counts(r.counts, subs)
+            spec = r.spec
+            if spec is not None:
+                spec = replace(spec, params=_sub_params(spec.params, subs))
             rows.append(replace(r, in_shapes=tuple(_sub(s, subs) for s in r.in_shapes),
                                 out_shape=_sub(r.out_shape, subs), counts=counts,
                                 weights=_sub(r.weights, subs), outputs=_sub(r.outputs, subs),
-                                connections=_sub(r.connections, subs)))
+                                connections=_sub(r.connections, subs), spec=spec,
+                                in_full=tuple(_sub(tuple(s), subs) for s in r.in_full)))
         hp = {name: _sub(v, subs) for name, v in self.hparams.items()}
         return replace(self, rows=tuple(rows), hparams=hp, input_shape=_sub(self.input_shape, subs))
 
     def evaluate(self, **values: Any) -> "CountTable":
         """Substitute numbers; totals become exact integers.
 
-        Numbers in formulas only hold in the table's stated assumptions (see :attr:`assumptions`).
+        A row whose exact formula holds only from some input size on (excluded padding taps, exact
+        transposed counts), or that has no formula for a symbolic kernel, is recomputed by its rule
+        at the numbers given: ``evaluate`` never returns a formula outside its domain.
+
+        >>> import torch.nn as nn
+        >>> from analysis import count, H, W
+        >>> t = count(nn.Conv2d(1, 1, 3, padding=18, dilation=18), input_shape=(1, H, W), convention="weighted",
+        ...           switches=["padding_taps=exclude"])
+        >>> t.evaluate(H=16, W=16).total("connections")   # every tap but the centre reads padding
+        256
         """
-        return self.substitute(**values)
+        out = self.substitute(**values)
+        return out._recompute()
+
+    def _recompute(self) -> "CountTable":
+        from .counting import apply_counts
+        from .rules import RULES
+        registry = self.registry or RULES
+        rows = []
+        changed = False
+        for r in self.rows:
+            if r.spec is None or not r.in_full or not _all_numeric(r.in_full) or not _needs_recompute(r):
+                rows.append(r)
+                continue
+            found = registry.resolve(r.spec.mro_keys or (r.spec.key,))
+            if found is None:  # pragma: no cover - the rule was there when counted
+                rows.append(r)
+                continue
+            kinds = r.spec.input_kinds or ("activation",) * len(r.in_full)
+            counts, _ = apply_counts(r.spec, found[1], r.full_shape, r.in_full, kinds)
+            counts = replace(counts, weight=r.counts.weight, bias=r.counts.bias, affine=r.counts.affine,
+                             notes=r.counts.notes + ("recomputed at this size: the symbolic exact formula holds "
+                                                     "only for larger inputs",))
+            w, o, c = convention_values(counts, self.convention, r.path)
+            rows.append(replace(r, counts=counts, weights=w, outputs=o, connections=c))
+            changed = True
+        return replace(self, rows=tuple(rows)) if changed else self
 
     def free_symbols(self) -> set[sp.Symbol]:
         out: set[sp.Symbol] = set()
@@ -371,7 +465,10 @@ class CountTable:
             "input_shape": [_json(v) for v in self.input_shape],
             "totals": {q: _json(self.total(q)) for q in QUANTITIES},
             "partial": self.partial,
-            "unsupported": [{"path": u.path, "type": u.type, "reason": u.reason} for u in self.unsupported],
+            "activation_products": _json(self.activation_products),
+            "inputs": [[_json(v) for v in shape] for shape in self.inputs],
+            "unsupported": [{"path": u.path, "type": u.type, "reason": u.reason, "source": u.source}
+                            for u in self.unsupported],
             "assumptions": list(self.active_assumptions),
             "layers": [{
                 "path": r.path, "type": r.type, "category": r.category, "inputs": list(r.inputs),
@@ -383,9 +480,44 @@ class CountTable:
         }
 
 
+class PartialWarning(UserWarning):
+    """A total was asked of a table with unsupported operations."""
+
+
+def _all_numeric(shapes: Any) -> bool:
+    from .capture import BATCH
+    for s in shapes:
+        for v in s:
+            if isinstance(v, sp.Basic) and (v.free_symbols - {BATCH}):
+                return False
+    return True
+
+
+def _needs_recompute(r: LayerRow) -> bool:
+    c = r.counts
+    if any(v is None for v in c.connections.values()):
+        return True
+    if not c.domain:
+        return False
+    spatial = [v for v in (r.in_shape[1:] if len(r.in_shape) > 1 else ()) if isinstance(v, int)]
+    return bool(spatial) and min(spatial) < min(int(n) for n in c.domain.values())
+
+
+def _sub_params(value: Any, subs: Mapping[sp.Symbol, Any]) -> Any:
+    if isinstance(value, sp.Basic):
+        return _sub(value, subs)
+    if isinstance(value, tuple):
+        return tuple(_sub_params(v, subs) for v in value)
+    if isinstance(value, list):
+        return [_sub_params(v, subs) for v in value]
+    if isinstance(value, dict):
+        return {k_: _sub_params(v, subs) for k_, v in value.items()}
+    return value
+
+
 def _shape_str(shape: Sequence[Any]) -> str:
     return "[BS, " + ", ".join(sp.sstr(s) for s in shape) + "]" if shape else ""
 
 
-__all__ = ["CountTable", "LayerRow", "QUANTITIES", "SCHEMA_VERSION", "Scaling", "ScalingReport", "Unsupported",
-           "convention_values"]
+__all__ = ["CountTable", "LayerRow", "PartialWarning", "QUANTITIES", "SCHEMA_VERSION", "Scaling", "ScalingReport",
+           "Unsupported", "convention_values"]

@@ -2,7 +2,7 @@
 
 For every configuration (NIC, NF, NC, kernel, H, W, and any other lifted hyperparameter) the real
 model is built and measured (:mod:`analysis.measure`: parameter numel, output numel and shapes
-from an fx interpreter, fvcore per-module counts, structural connection counts), and compared
+from the recorded forward, fvcore per-module counts, structural connection counts), and compared
 with the symbolic :func:`~analysis.counting.count` table evaluated at that configuration, layer
 by layer and in total, under every requested convention.
 
@@ -36,6 +36,8 @@ import sys
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+
+import sympy as sp
 
 from .conventions import Convention, all_conventions, get_convention
 from .errors import ArchcountError
@@ -546,13 +548,39 @@ def _measured_connection(lm: Any, key: str) -> tuple[Any, str]:
     return 0, "-"
 
 
+def _shapes(row: Any, lm: Any) -> tuple[Any, Any]:
+    """(formula, measured) output shapes; a shape whose batch is not first is compared whole (B = 1)."""
+    from .capture import BATCH
+    shape = tuple(row.out_shape)
+    if any(isinstance(v, sp.Basic) and BATCH in v.free_symbols for v in shape):
+        return tuple(_num(sp.sympify(v).subs(BATCH, 1)) for v in shape), tuple(lm.full_shape)
+    return shape, tuple(lm.out_shape)
+
+
 def measured_values(lm: Any, conv: Convention) -> tuple[Any, Any, Any, str]:
     """(weights, outputs, connections, source) a measured layer contributes under ``conv``.
 
     This is the definition of the conventions applied to raw measurements (parameter numel by
-    torch class, output numel, fvcore and structural counts), never archcount's formulas.
+    torch class, output numel, fvcore, FlopCounterMode and structural counts), never archcount's
+    formulas.
     """
     kind = lm.kind
+    if kind == "parameter":
+        return lm.weight, 0, 0, "parameter numel"
+    if kind == "unused":
+        return (lm.weight if conv.bias and conv.batchnorm != "ignore" else 0), 0, 0, "parameter numel"
+    if kind == "embedding":
+        return lm.weight, lm.outputs, 0, "-"
+    if kind == "matmul":
+        c = lm.connections.get("include")
+        if lm.weight:
+            return lm.weight + (lm.bias if conv.bias else 0), lm.outputs, c, "FlopCounterMode"
+        return (0, lm.outputs, c, "FlopCounterMode") if conv.products else (0, 0, 0, "-")
+    if kind == "attention":
+        c = lm.connections.get("weighted")
+        if conv.products and c is not None:
+            c = c + lm.connections.get("products", 0)
+        return lm.weight + (lm.bias if conv.bias else 0), lm.outputs, c, "FlopCounterMode"
     if kind in ("conv", "linear", "transposed"):
         key = conv.transposed if kind == "transposed" else conv.padding_taps
         c, src = _measured_connection(lm, key)
@@ -679,8 +707,8 @@ def _compare(subject: _Subject, cfg: VerifyConfig, formulas: _Formulas, measurem
 
     # ---- convention-independent rows
     for row, lm in sym_pairs:
-        out.add("-", row.path, "shape", tuple(row.out_shape), tuple(lm.out_shape), "fx interpreter")
-        out.add("-", row.path, "outputs[numel]", row.counts.outputs, lm.outputs, "fx interpreter")
+        out.add("-", row.path, "shape", *_shapes(row, lm), "recorded forward")
+        out.add("-", row.path, "outputs[numel]", row.counts.outputs, lm.outputs, "recorded forward")
         c = row.counts
         for part, fval, mval in (("weight", c.weight, lm.weight), ("bias", c.bias, lm.bias),
                                  ("affine", c.affine, lm.affine)):
@@ -715,16 +743,16 @@ def _compare(subject: _Subject, cfg: VerifyConfig, formulas: _Formulas, measurem
                             note=f"nonzero interpolation weights measured: {nz} (zero weights and clamped "
                                  f"border taps are counted as taps by the convention)")
     for row in missing:
-        out.add("-", row.path, "shape", tuple(row.out_shape), None, "fx interpreter", match=False,
+        out.add("-", row.path, "shape", tuple(row.out_shape), None, "recorded forward", match=False,
                 note="layer in the count table but not found in the traced model")
     unsupported = {u.path: u for u in e_sym.unsupported}
     for lm in extra:
         if lm.path in unsupported:
             harmless = lm.params == 0 and lm.kind == "other"
-            out.add("-", lm.path, "rule", f"unsupported: {unsupported[lm.path].reason}", lm.type, "fx interpreter",
+            out.add("-", lm.path, "rule", f"unsupported: {unsupported[lm.path].reason}", lm.type, "recorded forward",
                     match=harmless, note="" if harmless else "archcount does not count this layer")
         elif lm.params or lm.kind != "other":
-            out.add("-", lm.path, "rule", None, lm.type, "fx interpreter", match=False,
+            out.add("-", lm.path, "rule", None, lm.type, "recorded forward", match=False,
                     note="measured layer missing from the count table")
 
     # ---- per convention
@@ -747,7 +775,7 @@ def _compare(subject: _Subject, cfg: VerifyConfig, formulas: _Formulas, measurem
             if not fallback and key in ("exclude", "exact") and row.category in ("conv", "transposed", "resample"):
                 fconn, note = exact_value(row, lm, key, row.connections, cm)
             for q, fval, mval, source, nt in (("weights", row.weights, w, "parameter numel", ""),
-                                              ("outputs", row.outputs, o, "fx interpreter", ""),
+                                              ("outputs", row.outputs, o, "recorded forward", ""),
                                               ("connections", fconn, cm, src, note)):
                 fval = _num(fval)
                 totals_f[q] = None if totals_f[q] is None or fval is None else totals_f[q] + fval
@@ -765,7 +793,7 @@ def _compare(subject: _Subject, cfg: VerifyConfig, formulas: _Formulas, measurem
                     totals_m[q] = None if mval is None else totals_m[q] + mval
         for q in ("weights", "outputs", "connections"):
             src = "+".join(sorted(sources.get(q, set()))) or ("parameter numel" if q == "weights" else
-                                                              "fx interpreter")
+                                                              "recorded forward")
             out.add(label, "TOTAL", q, totals_f[q], totals_m[q], src)
         if conv.bias and conv.batchnorm != "ignore":
             out.add(label, "TOTAL", "weights[sum numel]", totals_f["weights"], measurement.total_params,

@@ -162,28 +162,42 @@ def test_non_affine_hyperparameter_names_the_layer():
 
 
 def test_unsupported_layers_are_listed_never_zero():
+    class Spectral(nn.Module):  # a layer archcount has no rule for, with parameters
+        def __init__(self):
+            super().__init__()
+            self.scale = nn.Parameter(torch.ones(1))
+
+        def forward(self, x):
+            return torch.fft.fft2(x).abs() * self.scale
+
     class Odd(nn.Module):
         def __init__(self):
             super().__init__()
             self.conv = nn.Conv2d(1, 4, 3, padding=1)
-            self.rnn = nn.PixelShuffle(2)
-            self.head = nn.Conv2d(1, 2, 1)
+            self.odd = Spectral()
+            self.head = nn.Conv2d(4, 2, 1)
 
         def forward(self, x):
-            return self.head(self.rnn(self.conv(x)))
+            return self.head(self.odd(self.conv(x)))
 
-    t = count(Odd())
+    t = count(Odd(), input_shape=(1, H, W))
     assert t.partial
     paths = [u.path for u in t.unsupported]
-    assert paths == ["rnn", "head"]
-    assert "no counting rule for PixelShuffle" in t.unsupported[0].reason
-    assert "unsupported layer rnn" in t.unsupported[1].reason
-    with pytest.raises(ArchcountError, match="layer rnn: no counting rule for PixelShuffle"):
-        count(Odd(), strict=True)
+    assert paths == ["odd:fft2"], paths
+    assert "no counting rule for torch.fft.fft2" in t.unsupported[0].reason
+    # the layers after it are still counted: fft2 keeps the shape at every recorded size
+    head = t.row("head")
+    assert head.in_shape == (4, H, W) and sp.expand(head.weights - 8) == 0
+    assert "odd.scale" in [r.path for r in t.rows]
+    with pytest.warns(UserWarning, match="partial"):
+        t.total("weights")
+    assert t.to_dict()["partial"] is True
+    with pytest.raises(ArchcountError, match="layer odd:fft2: no counting rule for torch.fft.fft2"):
+        count(Odd(), input_shape=(1, H, W), strict=True)
 
 
 def test_input_too_small_names_layer_and_shapes():
-    with pytest.raises(ArchcountError, match=r"layer 1: .*too small.*shapes: input=\[BS, 2, 2, 2\]"):
+    with pytest.raises(ArchcountError, match=r"layer 1: .*Kernel size can't be greater.*shapes: input=\[BS, 2, 2, 2\]"):
         count(nn.Sequential(nn.Conv2d(1, 2, 5), nn.Conv2d(2, 2, 5)), input_size=(6, 6))
     with pytest.raises(ArchcountError, match="unet.*input H=30"):
         count("unet", input_size=(30, 32))

@@ -22,13 +22,12 @@ from __future__ import annotations
 from . import layers as _layers  # noqa: F401  (registers the module rules)
 from .core import (CATEGORIES, RULES, LayerCounts, LayerSpec, Rule, RuleRegistry, Shape, apply_rule, prod,
                    register_rule, type_key)
-from .layers import (NON_LAYER_KEYS, adaptive_pool_rule_factory, cat_rule, conv_rule_factory, elementwise_rule,
-                     flatten_rule, interpolate_rule, linear_rule, norm_rule_factory, pool_rule_factory,
-                     transposed_rule_factory, upsample_rule, view_rule)
+from .layers import (adaptive_pool_rule_factory, conv_rule_factory, elementwise_rule, flatten_rule, linear_rule,
+                     norm_rule_factory, pool_rule_factory, transposed_rule_factory, upsample_rule)
+from . import ops as _ops  # noqa: F401,E402  (registers the operator rules)
 from .taps import exact_taps_1d, exact_transposed_taps_1d
 
-__all__ = ["CATEGORIES", "NON_LAYER_KEYS", "RULES", "LayerCounts", "LayerSpec", "Rule", "RuleRegistry", "Shape",
-           "adaptive_pool_rule_factory", "apply_rule", "cat_rule", "conv_rule_factory", "elementwise_rule",
-           "exact_taps_1d", "exact_transposed_taps_1d", "flatten_rule", "interpolate_rule", "linear_rule",
-           "norm_rule_factory", "pool_rule_factory", "prod", "register_rule", "transposed_rule_factory", "type_key",
-           "upsample_rule", "view_rule"]
+__all__ = ["CATEGORIES", "RULES", "LayerCounts", "LayerSpec", "Rule", "RuleRegistry", "Shape",
+           "adaptive_pool_rule_factory", "apply_rule", "conv_rule_factory", "elementwise_rule", "exact_taps_1d",
+           "exact_transposed_taps_1d", "flatten_rule", "linear_rule", "norm_rule_factory", "pool_rule_factory", "prod",
+           "register_rule", "transposed_rule_factory", "type_key", "upsample_rule"]

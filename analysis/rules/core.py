@@ -28,7 +28,8 @@ from ..errors import ArchcountError
 
 Shape = tuple  # per-sample shape, batch excluded: (C, H, W) or (F,)
 
-CATEGORIES = ("conv", "transposed", "linear", "norm", "resample", "elementwise", "structural")
+CATEGORIES = ("conv", "transposed", "linear", "norm", "resample", "elementwise", "structural", "matmul",
+              "attention", "embedding", "parameter", "unused")
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,22 @@ class LayerSpec:
     params: Mapping[str, Any]         #: hyperparameters (ints or sympy expressions)
     inputs: tuple[str, ...] = ()      #: names of the producing nodes
     type_name: str = ""               #: short type name ("Conv2d", "torch.cat")
+    refs: tuple[Any, ...] = ()        #: the TensorRefs of the tensor arguments, aligned with in_shapes
+    input_kinds: tuple[str, ...] = ()  #: per tensor argument: activation | param | buffer | const
+    n_outputs: int = 1                #: how many tensors the op returned when recorded (chunk, split)
+
+    def shape_of(self, ref: Any, in_shapes: Sequence[Any]) -> Any:
+        """The shape of a tensor argument (a TensorRef found in ``params``)."""
+        for r, s in zip(self.refs, in_shapes):
+            if r == ref:
+                return s
+        raise ArchcountError("a tensor argument has no known shape", layer=self.path)
+
+    def kind_of(self, ref: Any) -> str:
+        for r, k in zip(self.refs, self.input_kinds):
+            if r == ref:
+                return k
+        return "activation"
 
 
 @dataclass(frozen=True)
@@ -57,6 +74,10 @@ class LayerCounts:
     notes: tuple[str, ...] = ()
     assumptions: tuple[str, ...] = ()
     constraints: tuple[tuple[Any, Any], ...] = ()  #: (a, b) pairs of sizes that must be equal
+    out_shapes: tuple[Shape, ...] = ()  #: every output's shape, for ops with several (chunk, split)
+    products: Any = 0        #: activation x activation multiply-adds (attention, x @ y): never weighted
+    claimed: tuple[tuple[int, str], ...] = ()  #: (tensor-argument index, field) of parameters counted here
+    domain: Mapping[str, Any] = field(default_factory=dict)  #: connection key -> smallest exact spatial size
 
 
 Rule = Callable[[LayerSpec, Sequence[Shape]], LayerCounts]
@@ -72,6 +93,10 @@ def type_key(obj: Any) -> str:
     name = getattr(obj, "__name__", None) or getattr(obj, "__qualname__", None) or repr(obj)
     module = {"_operator": "operator", "torch._C._nn": "torch.nn.functional",
               "torch._C._VariableFunctions": "torch", "torch.functional": "torch"}.get(module, module)
+    for c_mod, public in (("torch._C._fft", "fft"), ("torch._C._linalg", "linalg"), ("torch._C._special", "special")):
+        if module == c_mod:
+            module = f"torch.{public}"
+            name = name.removeprefix(f"{public}_")
     return f"{module}.{name}" if module else name
 
 
@@ -88,23 +113,45 @@ class RuleRegistry:
 
     def __init__(self) -> None:
         self._rules: dict[str, Rule] = {}
+        self._full: set[str] = set()
+        self._short: dict[str, str] | None = None
 
-    def register(self, *keys: Any) -> Callable[[Rule], Rule]:
+    def register(self, *keys: Any, full_shape: bool = False) -> Callable[[Rule], Rule]:
+        """Decorator form of :meth:`add`."""
         def deco(fn: Rule) -> Rule:
             for key in keys:
-                self._rules[type_key(key)] = fn
+                self.add(key, fn, full_shape=full_shape)
             return fn
         return deco
 
-    def add(self, key: Any, rule: Rule) -> None:
-        self._rules[type_key(key)] = rule
+    def add(self, key: Any, rule: Rule, *, full_shape: bool = False) -> None:
+        """Register ``rule`` for ``key``.
+
+        By default a rule sees per-sample shapes (the batch dimension removed from every
+        activation) and returns per-sample outputs and connections.  A ``full_shape`` rule sees
+        whole shapes, batch included wherever it is (after a permute it need not be first), and
+        returns counts for the whole batch, which counting divides by the batch size.
+        """
+        k = type_key(key)
+        self._rules[k] = rule
+        self._short = None
+        if full_shape:
+            self._full.add(k)
+        else:
+            self._full.discard(k)
+
+    def full_shape(self, key: str) -> bool:
+        return key in self._full
 
     def resolve(self, mro: Iterable[str]) -> tuple[str, Rule] | None:
         mro = tuple(mro)
         for key in mro:
             if key in self._rules:
                 return key, self._rules[key]
-        short = {k.rsplit(".", 1)[-1]: k for k in self._rules if "." in k and not k.startswith(("torch.", "operator."))}
+        if self._short is None:
+            self._short = {k.rsplit(".", 1)[-1]: k for k in self._rules
+                           if "." in k and not k.startswith(("torch.", "operator.", "Tensor."))}
+        short = self._short
         for key in mro:
             name = key.rsplit(".", 1)[-1]
             if name in short:
@@ -122,14 +169,14 @@ class RuleRegistry:
 RULES = RuleRegistry()
 
 
-def register_rule(*layer_types: Any) -> Callable[[Rule], Rule]:
+def register_rule(*layer_types: Any, full_shape: bool = False) -> Callable[[Rule], Rule]:
     """Register a counting rule for layer classes (or key strings) in the default registry.
 
     >>> @register_rule("mypkg.Scale")
     ... def scale_rule(spec, in_shapes):
     ...     return LayerCounts("elementwise", in_shapes[0], outputs=prod(in_shapes[0]))
     """
-    return RULES.register(*layer_types)
+    return RULES.register(*layer_types, full_shape=full_shape)
 
 
 def apply_rule(spec: LayerSpec, in_shapes: Sequence[Shape], registry: RuleRegistry = RULES) -> LayerCounts:

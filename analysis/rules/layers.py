@@ -79,7 +79,7 @@ def conv_rule_factory(ndim: int) -> Rule:
         return LayerCounts(
             "conv", out_shape, weight=_num(sp.expand(cout * fan_in * kk)), bias=cout if p.get("has_bias") else 0,
             outputs=outputs, connections={"include": include, "exclude": exclude}, notes=tuple(notes),
-            assumptions=assumptions)
+            assumptions=assumptions, domain={"exclude": max(n_mins)} if n_mins else {})
     conv_rule.__name__ = f"conv{ndim}d_rule"
     return conv_rule
 
@@ -126,7 +126,8 @@ def transposed_rule_factory(ndim: int) -> Rule:
                          "gather": _num(sp.expand(prod(outs) * kk * per_pair))},
             notes=notes,
             assumptions=(f"exact: {spec.path}: exact transposed formula holds for spatial sizes >= {max(n_mins)}",)
-            if n_mins and max(n_mins) > 1 else ())
+            if n_mins and max(n_mins) > 1 else (),
+            domain={"exact": max(n_mins)} if n_mins and max(n_mins) > 1 else {})
     transposed_rule.__name__ = f"conv_transpose{ndim}d_rule"
     return transposed_rule
 
@@ -190,7 +191,8 @@ def pool_rule_factory(ndim: int, kind: str) -> Rule:
         return LayerCounts("resample", out_shape, outputs=outputs,
                            connections={"include": include, "exclude": exclude},
                            assumptions=(f"exclude: {spec.path}: exact window formula holds for spatial sizes >= "
-                                        f"{max(n_mins)}",) if n_mins and max(n_mins) > 1 else ())
+                                        f"{max(n_mins)}",) if n_mins and max(n_mins) > 1 else (),
+                           domain={"exclude": max(n_mins)} if n_mins and max(n_mins) > 1 else {})
     pool_rule.__name__ = f"{kind}pool{ndim}d_rule"
     return pool_rule
 
@@ -267,18 +269,6 @@ def upsample_rule(spec: LayerSpec, in_shapes: Sequence[Shape]) -> LayerCounts:
                        notes=note)
 
 
-def interpolate_rule(spec: LayerSpec, in_shapes: Sequence[Shape]) -> LayerCounts:
-    """torch.nn.functional.interpolate(x, size=None, scale_factor=None, mode='nearest', ...)."""
-    args = list(spec.params.get("args", ()))
-    kwargs = dict(spec.params.get("kwargs", {}))
-    names = ["input", "size", "scale_factor", "mode"]
-    for name, value in zip(names[1:], args[1:]):
-        kwargs.setdefault(name, value)
-    params = {"size": kwargs.get("size"), "scale_factor": kwargs.get("scale_factor"),
-              "mode": kwargs.get("mode", "nearest")}
-    return upsample_rule(LayerSpec(spec.path, spec.key, spec.mro_keys, params, spec.inputs, spec.type_name), in_shapes)
-
-
 # --------------------------------------------------------------------------- normalisation
 
 def norm_rule_factory(feature_attr: str) -> Rule:
@@ -335,55 +325,11 @@ def _broadcast(a: Shape, b: Shape, spec: LayerSpec) -> Shape:
     return tuple(out)
 
 
-def _dim_index(dim: int, ndim_with_batch: int, spec: LayerSpec) -> int:
-    dim = dim + ndim_with_batch if dim < 0 else dim
-    if dim == 0:
-        raise ArchcountError("operates on the batch dimension, which archcount does not count", layer=spec.path)
-    if not 0 < dim < ndim_with_batch:
-        raise ArchcountError(f"dim {dim} out of range for a {ndim_with_batch}-d tensor", layer=spec.path)
-    return dim - 1
-
-
-def cat_rule(spec: LayerSpec, in_shapes: Sequence[Shape]) -> LayerCounts:
-    """torch.cat: concatenate along ``dim``; other dims must agree."""
-    args = spec.params.get("args", ())
-    kwargs = spec.params.get("kwargs", {})
-    dim = kwargs.get("dim", args[1] if len(args) > 1 else 0)
-    shapes = [tuple(s) for s in in_shapes if s is not None]
-    if len(shapes) != len(in_shapes) or not shapes:
-        raise ArchcountError("input shape unknown", layer=spec.path)
-    idx = _dim_index(int(dim), len(shapes[0]) + 1, spec)
-    constraints = []
-    out = list(shapes[0])
-    for other in shapes[1:]:
-        if len(other) != len(out):
-            raise ArchcountError("inputs have different numbers of dimensions", layer=spec.path,
-                                 shapes=[("BS",) + s for s in shapes])
-        for i, (x, y) in enumerate(zip(out, other)):
-            if i == idx:
-                continue
-            same = _same(x, y)
-            if same is False:
-                raise ArchcountError(f"inputs disagree in dim {i + 1} ({x} vs {y})", layer=spec.path,
-                                     shapes=[("BS",) + s for s in shapes])
-            if same is None:
-                constraints.append((x, y))
-        out[idx] = out[idx] + other[idx]
-    out = [_num(sp.expand(v)) for v in out]
-    return LayerCounts("structural", tuple(out), outputs=prod(out), constraints=tuple(constraints))
-
-
 def flatten_rule(spec: LayerSpec, in_shapes: Sequence[Shape]) -> LayerCounts:
-    """Flatten (module: start_dim=1; torch.flatten / Tensor.flatten with explicit dims)."""
+    """nn.Flatten (start_dim=1, end_dim=-1 by default; dims count the batch)."""
     shape = _need_input(spec, in_shapes)
     p = spec.params
-    if "args" in p:  # functional or method form
-        args = list(p.get("args", ()))[1:]
-        kwargs = p.get("kwargs", {})
-        start = kwargs.get("start_dim", args[0] if args else 0)
-        end = kwargs.get("end_dim", args[1] if len(args) > 1 else -1)
-    else:
-        start, end = p.get("start_dim", 1), p.get("end_dim", -1)
+    start, end = p.get("start_dim", 1), p.get("end_dim", -1)
     ndim = len(shape) + 1
     start = start + ndim if start < 0 else start
     end = end + ndim if end < 0 else end
@@ -394,36 +340,80 @@ def flatten_rule(spec: LayerSpec, in_shapes: Sequence[Shape]) -> LayerCounts:
     return LayerCounts("structural", out, outputs=prod(out))
 
 
-def view_rule(spec: LayerSpec, in_shapes: Sequence[Shape]) -> LayerCounts:
-    """Tensor.view / reshape of the form ``x.view(x.size(0), -1)``: a flatten."""
+def pixel_shuffle_rule(spec: LayerSpec, in_shapes: Sequence[Shape]) -> LayerCounts:
+    """PixelShuffle(r): (C, H, W) -> (C/r², rH, rW); PixelUnshuffle the inverse."""
     shape = _need_input(spec, in_shapes)
-    args = list(spec.params.get("args", ()))[1:]
-    if len(args) == 1 and isinstance(args[0], (tuple, list)):
-        args = list(args[0])
-    if len(args) == 2 and args[1] == -1:
-        out = (prod(shape),)
-        return LayerCounts("structural", out, outputs=prod(out))
-    raise ArchcountError("only view/reshape to [BS, -1] is supported", layer=spec.path)
+    p = spec.params
+    if len(shape) < 3:
+        raise ArchcountError("expects a (C, H, W) input", layer=spec.path, argument="input")
+    *lead, c, h, w = shape
+    if "downscale_factor" in p:
+        r = int(p["downscale_factor"])
+        out = (*lead, _num(c * r * r), _num(sp.floor(sp.sympify(h) / r)), _num(sp.floor(sp.sympify(w) / r)))
+    else:
+        r = int(p["upscale_factor"])
+        if _is_num(c) and int(c) % (r * r):
+            raise ArchcountError(f"needs channels divisible by {r * r}, got {c}", layer=spec.path, argument="input")
+        out = (*lead, _num(sp.sympify(c) / (r * r)), _num(h * r), _num(w * r))
+    return LayerCounts("structural", out, outputs=prod(out))
+
+
+def embedding_rule(spec: LayerSpec, in_shapes: Sequence[Shape]) -> LayerCounts:
+    """Embedding(n, d): indices (L,) -> (L, d); n·d weights; a lookup has no connections."""
+    shape = tuple(in_shapes[0]) if in_shapes and in_shapes[0] is not None else ()
+    p = spec.params
+    out = (*shape, p["embedding_dim"])
+    return LayerCounts("embedding", out, weight=_num(p["num_embeddings"] * p["embedding_dim"]), outputs=prod(out))
+
+
+def pad_rule(spec: LayerSpec, in_shapes: Sequence[Shape]) -> LayerCounts:
+    """ZeroPad2d / ConstantPad / ReflectionPad / ReplicationPad / CircularPad: pads the last dims."""
+    shape = list(_need_input(spec, in_shapes))
+    pads = list(_tuple(spec.params["padding"], 2))
+    for i in range(len(pads) // 2):
+        axis = len(shape) - 1 - i
+        shape[axis] = _num(sp.expand(shape[axis] + pads[2 * i] + pads[2 * i + 1]))
+    return LayerCounts("structural", tuple(shape), outputs=prod(shape))
+
+
+def unflatten_rule(spec: LayerSpec, in_shapes: Sequence[Shape]) -> LayerCounts:
+    shape = list(_need_input(spec, in_shapes))
+    d = int(spec.params["dim"])
+    d = d + len(shape) + 1 if d < 0 else d
+    if d == 0:
+        raise ArchcountError("unflattens the batch dimension", layer=spec.path)
+    sizes = list(spec.params["unflattened_size"])
+    out = shape[:d - 1] + sizes + shape[d:]
+    return LayerCounts("structural", tuple(out), outputs=prod(out))
+
+
+def prelu_rule(spec: LayerSpec, in_shapes: Sequence[Shape]) -> LayerCounts:
+    """PReLU: an activation with num_parameters slopes (counted once as weights)."""
+    shape = _need_input(spec, in_shapes)
+    return LayerCounts("parameter", shape, weight=spec.params.get("num_parameters", 1), outputs=prod(shape))
+
+
+def glu_rule(spec: LayerSpec, in_shapes: Sequence[Shape]) -> LayerCounts:
+    shape = list(_need_input(spec, in_shapes))
+    d = int(spec.params.get("dim", -1))
+    d = d if d < 0 else d - 1
+    shape[d] = _num(sp.sympify(shape[d]) / 2)
+    return LayerCounts("elementwise", tuple(shape), outputs=prod(shape))
+
+
+def lrn_rule(spec: LayerSpec, in_shapes: Sequence[Shape]) -> LayerCounts:
+    shape = _need_input(spec, in_shapes)
+    outputs = prod(shape)
+    return LayerCounts("norm", shape, outputs=outputs, connections={"include": outputs, "exclude": outputs})
 
 
 _ELEMENTWISE_MODULES = [
     f"torch.nn.modules.activation.{n}" for n in (
         "ReLU", "ReLU6", "LeakyReLU", "ELU", "SELU", "CELU", "GELU", "SiLU", "Mish", "Sigmoid", "Tanh",
         "Hardtanh", "Hardswish", "Hardsigmoid", "Softplus", "Softsign", "Tanhshrink", "Softmax", "LogSoftmax",
-        "Threshold")
-] + [f"torch.nn.modules.dropout.{n}" for n in ("Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout")] \
+        "Threshold", "Softmax2d", "Softmin", "LogSigmoid", "Hardshrink", "Softshrink", "RReLU")
+] + [f"torch.nn.modules.channelshuffle.ChannelShuffle"] + [f"torch.nn.modules.dropout.{n}" for n in ("Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout")] \
   + ["torch.nn.modules.linear.Identity"]
-_ELEMENTWISE_FUNCS = [
-    "torch.relu", "torch.sigmoid", "torch.tanh", "torch.add", "torch.mul", "torch.sub",
-    "torch.nn.functional.relu", "torch.nn.functional.relu6", "torch.nn.functional.leaky_relu",
-    "torch.nn.functional.gelu", "torch.nn.functional.silu", "torch.nn.functional.elu",
-    "torch.nn.functional.sigmoid", "torch.nn.functional.tanh", "torch.nn.functional.dropout",
-    "torch.nn.functional.softmax", "torch.nn.functional.log_softmax",
-    "operator.add", "operator.mul", "operator.sub", "operator.truediv", "operator.iadd", "operator.neg",
-    "Tensor.relu", "Tensor.sigmoid", "Tensor.tanh", "Tensor.contiguous", "Tensor.add", "Tensor.mul",
-    "Tensor.clone", "Tensor.float", "Tensor.to",
-]
-
 for _nd in (1, 2, 3):
     RULES.add(f"torch.nn.modules.conv.Conv{_nd}d", conv_rule_factory(_nd))
     RULES.add(f"torch.nn.modules.conv.ConvTranspose{_nd}d", transposed_rule_factory(_nd))
@@ -439,18 +429,18 @@ RULES.add("torch.nn.modules.linear.Linear", linear_rule)
 RULES.add("torch.nn.modules.upsampling.Upsample", upsample_rule)
 RULES.add("torch.nn.modules.upsampling.UpsamplingNearest2d", upsample_rule)
 RULES.add("torch.nn.modules.upsampling.UpsamplingBilinear2d", upsample_rule)
-RULES.add("torch.nn.functional.interpolate", interpolate_rule)
 RULES.add("torch.nn.modules.flatten.Flatten", flatten_rule)
-RULES.add("torch.flatten", flatten_rule)
-RULES.add("Tensor.flatten", flatten_rule)
-RULES.add("Tensor.view", view_rule)
-RULES.add("Tensor.reshape", view_rule)
-RULES.add("torch.reshape", view_rule)
-RULES.add("torch.cat", cat_rule)
-RULES.add("torch.concat", cat_rule)
-RULES.add("torch.concatenate", cat_rule)
-for _key in _ELEMENTWISE_MODULES + _ELEMENTWISE_FUNCS:
+for _key in _ELEMENTWISE_MODULES:
     RULES.add(_key, elementwise_rule)
-
-#: Function/method nodes that produce no tensor and are not layers (sizes, attribute reads).
-NON_LAYER_KEYS = frozenset({"builtins.getattr", "Tensor.size", "Tensor.dim", "operator.getitem", "Tensor.numel"})
+RULES.add("torch.nn.modules.pixelshuffle.PixelShuffle", pixel_shuffle_rule)
+RULES.add("torch.nn.modules.pixelshuffle.PixelUnshuffle", pixel_shuffle_rule)
+RULES.add("torch.nn.modules.sparse.Embedding", embedding_rule)
+RULES.add("torch.nn.modules.flatten.Unflatten", unflatten_rule)
+RULES.add("torch.nn.modules.activation.PReLU", prelu_rule)
+RULES.add("torch.nn.modules.activation.GLU", glu_rule)
+RULES.add("torch.nn.modules.normalization.LocalResponseNorm", lrn_rule)
+for _nd in (1, 2, 3):
+    for _kind in ("Zero", "Constant", "Reflection", "Replication", "Circular"):
+        if _kind == "Zero" and _nd == 0:
+            continue
+        RULES.add(f"torch.nn.modules.padding.{_kind}Pad{_nd}d", pad_rule)

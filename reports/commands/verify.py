@@ -15,7 +15,7 @@ EPILOG = """examples:
   archcount verify mnist_fixed --compare-tools   also fvcore / thop / torchinfo / ptflops, explained
   archcount verify --all --json > verify.json
 
-What is compared: per layer shapes and output numel (fx interpreter), weights split into kernel
+What is compared: per layer shapes and output numel (recorded forward), weights split into kernel
 weight, bias and BatchNorm affine (parameter numel), connections with padding taps included and
 transposed convs input-based (fvcore per module), exact connections (structural: the layer run
 on all-ones input with all-ones weights, summed), pooling/upsampling window taps; per convention
