@@ -41,7 +41,7 @@ FALLBACK_BASE = {"kernel": 3, "num_in_channels": 1, "num_filters": 32, "num_colo
 #: The batch symbol: every count is divided by it (per sample).
 BATCH = sp.Symbol("B", integer=True, positive=True)
 #: Concrete sizes tried for a symbolic input size, first that runs wins.
-SIZE_CANDIDATES = (224, 64, 32, 28, 16, 96, 128, 256, 512)
+SIZE_CANDIDATES = (224, 64, 32, 28, 16, 96, 128, 256, 512, 8, 4, 2, 1)
 SECOND_SIZE_STEPS = (1, 2, 3, 4, 8, 16, 32)
 CAPTURE_BATCH = (2, 3)
 
@@ -298,6 +298,7 @@ class InputRequest:
 
     shapes: tuple[tuple[Any, ...], ...]
     dtypes: tuple[str, ...] = ()
+    default_channels: int | None = None    #: channels to use when they cannot be inferred (receptive fields)
 
     @property
     def symbolic(self) -> bool:
@@ -469,7 +470,12 @@ def capture(model: Any, *, hparams: Mapping[str, Any] | None = None,
         for shape in req.shapes:
             c = shape[0]
             if c is None:
-                out.append(_infer_channels(subj, point))
+                try:
+                    out.append(_infer_channels(subj, point))
+                except ArchcountError:
+                    if req.default_channels is None:
+                        raise
+                    out.append(req.default_channels)
             elif isinstance(c, sp.Basic) and not c.is_number:
                 out.append(int(c.xreplace({lift[k]: point[k] for k in lift})))
             else:

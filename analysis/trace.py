@@ -238,6 +238,7 @@ class Recording:
     nodes: list[OpNode]
     outputs: tuple[TensorRef, ...]
     unused_params: tuple[tuple[str, int], ...]
+    error: BaseException | None = None                     #: what stopped a partial recording
     values: dict[str, Any] = field(default_factory=dict)   #: node name -> (inputs, outputs) when kept
     modules: dict[str, Any] = field(default_factory=dict)  #: leaf node name -> the module object
     calls: dict[str, Any] = field(default_factory=dict)    #: leaf node name -> (args, kwargs) of the call
@@ -430,7 +431,7 @@ class _Recorder:
         return torch.Size([SizeInt(int(v), s) for v, s in zip(out, syms)])
 
     # -- naming
-    def finish(self, outputs: Any) -> Recording:
+    def finish(self, outputs: Any, error: BaseException | None = None) -> Recording:
         out_refs = tuple(self.ref(t) for t in _tensors(outputs))
         leaf_calls: Counter[str] = Counter(r["module"] for r in self.raw if r["kind"] == "module")
         total_calls = self.calls
@@ -462,7 +463,7 @@ class _Recorder:
                                 tuple(r.get("param_names", ())), tuple(r.get("param_numel", ())),
                                 r.get("n_params", 0)))
         unused = tuple((name, numel) for name, numel in self.param_numel.items() if name not in self.used_params)
-        return Recording(nodes, out_refs, unused, self.values, self.modules, self.call_args)
+        return Recording(nodes, out_refs, unused, error, self.values, self.modules, self.call_args)
 
 
 #: torch functions that read a property without computing a tensor
@@ -482,12 +483,13 @@ _NOT_OPS = frozenset({"Tensor.dim", "Tensor.ndim", "Tensor.dtype", "Tensor.devic
 
 def record(module: Any, inputs: Sequence[Any], *, registry: RuleRegistry = RULES, input_names: Sequence[str] = (),
            keep_values: bool = False, substitute: Mapping[str, Callable[..., Any]] | None = None,
-           skip_frames: Sequence[str] = ()) -> Recording:
+           skip_frames: Sequence[str] = (), partial: bool = False) -> Recording:
     """Run ``module(*inputs)`` and record every leaf-module call and torch operation.
 
     ``keep_values`` keeps each node's input and output tensors (for measurements);
     ``substitute`` maps op keys to replacement callables (for connectivity copies).
-    Exceptions of the forward propagate unchanged (the caller turns them into clear errors).
+    Exceptions of the forward propagate unchanged (the caller turns them into clear errors), or
+    with ``partial`` the recording so far comes back with ``error`` set.
     """
     import torch
     import torch.nn as nn
@@ -503,6 +505,10 @@ def record(module: Any, inputs: Sequence[Any], *, registry: RuleRegistry = RULES
             def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: Any = None) -> Any:
                 kwargs = kwargs or {}
                 if rec.suppress:
+                    if rec.substitute:  # a connectivity copy changes ops inside layers too
+                        impl = rec.substitute.get(op_key(func))
+                        if impl is not None:
+                            return impl(*args, **kwargs)
                     return func(*args, **kwargs)
                 return rec.function(func, args, kwargs)
 
@@ -515,6 +521,12 @@ def record(module: Any, inputs: Sequence[Any], *, registry: RuleRegistry = RULES
         try:
             with _Mode(), torch.no_grad() if not keep_values else _nullcontext():
                 out = module(*inputs)
+        except Exception as exc:  # noqa: BLE001
+            if not partial:
+                raise
+            rec.stack.clear()
+            rec.suppress = 0
+            return rec.finish((), exc)
         finally:
             nn.Module.__call__ = orig  # type: ignore[method-assign]
         return rec.finish(out)
