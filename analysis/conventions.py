@@ -4,7 +4,8 @@ Presets (each defaults to ``padding_taps=include`` and ``transposed=scatter``, t
 
 - ``weighted`` (default): only layers with weights contribute; biases and BatchNorm are ignored.
 - ``all-layers``: adds pooling and upsampling layers (their outputs, and one connection per
-  window tap; nearest upsampling 1 per output, bilinear 4).
+  window tap; nearest upsampling 1 per output, bilinear 4), and activation x activation products
+  (attention's q·kᵀ and attention·v, ``x @ y``), one connection per multiply-add.
 - ``parameters``: weights are all trainable parameters (biases and BatchNorm affine), so the
   weight total equals ``sum(p.numel())``.
 
@@ -48,8 +49,8 @@ SWITCH_DOCS: dict[str, str] = {
                     "exclude: taps on zero padding are not connections (exact)",
     "transposed": "scatter: each input unit connects to k^2*Cout/groups outputs, cropped ones included; "
                   "exact: only pairs that survive the cropping; gather: output-based, inserted zeros included",
-    "products": "activation x activation products (attention q·kᵀ and attention·v, x @ y) count as connections; "
-                "they are never weighted connections, and are off in every preset",
+    "products": "activation x activation products (attention q·kᵀ and attention·v, x @ y) count as connections "
+                "(one per multiply-add); never weighted connections: on only in all-layers",
 }
 
 
@@ -122,7 +123,7 @@ _DEFAULTS = {"bias": False, "batchnorm": "ignore", "pooling": False, "padding_ta
              "transposed": "scatter", "products": False}
 PRESET_SWITCHES: dict[str, dict[str, Any]] = {
     "weighted": dict(_DEFAULTS),
-    "all-layers": dict(_DEFAULTS, pooling=True),
+    "all-layers": dict(_DEFAULTS, pooling=True, products=True),
     "parameters": dict(_DEFAULTS, bias=True, batchnorm="affine"),
 }
 PRESETS: dict[str, Convention] = {}
@@ -206,8 +207,8 @@ def get_convention(convention: str | Convention | None = None,
 def all_conventions(presets: Sequence[str] | None = None) -> list[Convention]:
     """Every distinct switch combination, each under the first preset (in order) it extends.
 
-    Presets come first, then the other combinations (``products`` stays off: it only matters for
-    models with attention or activation products).
+    Presets come first, then the other combinations (``products`` follows ``pooling``: both count
+    layers without weights; it matters only for models with attention or activation products).
     """
     order = list(presets or PRESETS)
     seen: dict[tuple, Convention] = {}
@@ -215,7 +216,7 @@ def all_conventions(presets: Sequence[str] | None = None) -> list[Convention]:
         conv = PRESETS[name]
         seen.setdefault(tuple(conv.switches.values()), conv)
     for combo in itertools.product(*(SWITCH_VALUES[name] for name in ENUMERATED_SWITCHES)):
-        combo = combo + (False,)
+        combo = combo + (combo[ENUMERATED_SWITCHES.index("pooling")],)  # products go with the weightless layers
         if combo in seen:
             continue
         sw = dict(zip(tuple(ENUMERATED_SWITCHES) + ("products",), combo))

@@ -26,6 +26,10 @@ FINITE_LIMIT = 4096
 UNKNOWN = "unknown"
 
 
+class SizeDependent(Exception):
+    """A layer whose windows depend on the input size: unknown on the unbounded line."""
+
+
 @dataclass(frozen=True)
 class State:
     kind: str                                   #: tensor | const | unknown
@@ -61,13 +65,16 @@ def propagate(steps: Sequence[Step], n: int, ctx: Ctx) -> dict[str, State]:
             else:
                 src = tensors[0]
                 axes = []
-                for i in range(n):
-                    w = src.axes[i]
-                    aop = st.axes.get(i)
-                    if aop is not None and isinstance(w, Win):
-                        w = apply_axis(w, aop, ctx, st.path)
-                    axes.append(w)
-                state = State("tensor", tuple(axes), st.positional, src.note)
+                try:
+                    for i in range(n):
+                        w = src.axes[i]
+                        aop = st.axes.get(i)
+                        if aop is not None and isinstance(w, Win):
+                            w = apply_axis(w, aop, ctx, st.path)
+                        axes.append(w)
+                    state = State("tensor", tuple(axes), st.positional, src.note)
+                except SizeDependent as exc:
+                    state = State(UNKNOWN, note=str(exc))
             if state.kind == "tensor" and st.kind == "merge":
                 state = State("tensor", state.axes, st.positional, state.note)
             if state.kind == "tensor" and st.globals:
@@ -88,12 +95,13 @@ def apply_axis(w: Win, aop: AxisOp, ctx: Ctx, path: str) -> Any:
         return conv_win(w, Aff.const(1), 1, ctx.aff(aop.pl, "padding", path), 1, ctx)
     if aop.kind == "crop":
         if int(aop.pl) < 0:
-            raise ArchcountError("slicing from the end: the offset depends on the input size; give a numeric "
-                                 "input size", layer=path)
+            raise SizeDependent("slicing from the end: the offset depends on the input size (exact at a numeric "
+                                "input size)")
         return conv_win(w, Aff.const(1), aop.s, Aff.const(-int(aop.pl)), 1, ctx)
     if aop.kind in ("adaptive", "resize"):
-        raise ArchcountError(f"{'adaptive pooling to ' + str(aop.out) + ' positions' if aop.kind == 'adaptive' else 'resizing to a size that is not an integer multiple (or with align_corners=True)'}: "
-                             f"the windows depend on the input size; give a numeric input size", layer=path)
+        what = (f"adaptive pooling to {aop.out} positions" if aop.kind == "adaptive" else
+                "resizing by a factor that is not an integer (or with align_corners=True)")
+        raise SizeDependent(f"{what}: the windows depend on the input size (exact at a numeric input size)")
     K = ctx.aff(aop.K, "kernel_size", path)
     if aop.kind == "conv":
         return conv_win(w, K, aop.s, ctx.aff(aop.pl, "padding", path), aop.d, ctx)

@@ -138,6 +138,14 @@ def _rows(graph: Any, steps: Sequence[Step], stats: Mapping[str, Any], notes: Ma
         value = stats[st.name]
         ins = tuple(path_of.get(i[0], i[0]) for i in st.inputs)
         if value[0] == UNKNOWN:
+            exact = _from_finite(fin, st.name) if "numeric input size" in (value[1] or "") else None
+            if exact is not None:
+                rows.append(LayerRF(st.path, st.type_name, st.op, ins, exact, None, None, None, None, True,
+                                    notes=(value[1], "size: the largest exact window at this input size"),
+                                    visible=exact))
+                if st.positional:
+                    last_spatial = st.path
+                continue
             rows.append(LayerRF(st.path, st.type_name, "unknown", ins, None, None, None, None, None,
                                 notes=(value[1] or "unknown windows",), unknown=True))
             continue
@@ -208,6 +216,19 @@ def _rows(graph: Any, steps: Sequence[Step], stats: Mapping[str, Any], notes: Ma
     if output is None or output not in [r.path for r in rows]:
         raise ArchcountError("the output is not a tensor that depends on the input", model=graph.model)
     return rows, output, last_spatial
+
+
+def _from_finite(fin: Mapping[str, Any] | None, name: str) -> tuple[int, ...] | None:
+    """The largest exact window of a layer at a numeric input size (from the bounded enumeration)."""
+    if not fin or name not in fin or fin[name][0] != "tensor":
+        return None
+    out = []
+    for a in fin[name][1]:
+        if isinstance(a, tuple):
+            return None
+        got = [w[1] - w[0] + 1 for w in a if w is not None]
+        out.append(max(got) if got else 0)
+    return tuple(out)
 
 
 def _gappy(steps: Sequence[Step]) -> bool:

@@ -111,6 +111,34 @@ class Planner:
         self.n = 0
 
     # -- helpers
+    def const(self, value: Any) -> Any:
+        """A size computed in forward (``x2.size(2) - x1.size(2)``), as the number it was at every recorded
+        size; one that differs between the recorded sizes depends on the input size."""
+        from ..graph import SizeExpr, parse_dim_symbol
+        if not isinstance(value, SizeExpr):
+            return value
+        values = set()
+        for cap in self.graph.captures:
+            subs = {}
+            for sym in sp.sympify(value.expr).free_symbols:
+                parsed = parse_dim_symbol(sym)
+                if parsed is None:
+                    continue
+                shapes = cap["shapes"].get(parsed[0])
+                if shapes is None:
+                    input_caps = cap.get("inputs", [])
+                    shapes = None
+                if shapes is not None:
+                    subs[sym] = shapes[parsed[1]][parsed[2]]
+            v = sp.sympify(value.expr).xreplace(subs)
+            values.add(int(v) if v.is_number else None)
+        if len(values) == 1 and None not in values:
+            return values.pop()
+        if not self.graph.captures:
+            return int(value.value)
+        raise ArchcountError(f"a size computed in forward ({value.expr}) differs between input sizes: the windows "
+                             f"depend on the input size; give a numeric input size")
+
     def rank(self, ref: TensorRef) -> int:
         return len(self.tags.get((ref.node, ref.index), ()))
 
@@ -411,7 +439,7 @@ class Planner:
                                                          b["size"], b["scale_factor"]))
         if key in ("torch.nn.functional.pad", "torch.constant_pad_nd"):
             b = bind(spec, ("input", "pad", "mode", "value"), dict(mode="constant"))
-            pads = list(b["pad"])
+            pads = [self.const(v) for v in b["pad"]]
             npairs = len(pads) // 2
             tags = self.tags_of(b["input"])
             axes = {}
@@ -711,6 +739,7 @@ class Planner:
                 continue
             t = tags[dim] if dim < len(tags) else None
             if isinstance(i, SliceArg):
+                i = SliceArg(self.const(i.start), self.const(i.stop), self.const(i.step))
                 if _is_full(i):
                     out.append(t)
                 elif isinstance(t, int) and not isinstance(t, bool):
@@ -776,13 +805,14 @@ class Planner:
         tensors = [t for t in b["tensors"] if isinstance(t, TensorRef)]
         ranks = [len(self.tags_of(t)) for t in tensors]
         rank = max(ranks) if ranks else 0
-        d = int(b.get("dim", b.get("axis", 0))) % max(rank, 1)
+        stack = key == "torch.stack"
+        d = int(b.get("dim", b.get("axis", 0))) % max(rank + (1 if stack else 0), 1)
         dep_refs = [t for t in tensors if self.dep.get((t.node, t.index))]
         tags: list[Tag] = [None] * rank
         along_positions = False
         for t in dep_refs:
             for j, tag in enumerate(self.tags_of(t)):
-                if j == d and tag is not None:
+                if j == d and tag is not None and not stack:
                     along_positions = True
                     continue
                 if tag is not None:
@@ -790,7 +820,7 @@ class Planner:
                         tags[j] = tag
                     elif tags[j] != tag:
                         raise ArchcountError("concatenated tensors have their positions in different orders")
-        if key == "torch.stack":
+        if stack:
             tags.insert(d, None)
         if along_positions:
             tags[d] = "?"
