@@ -24,9 +24,11 @@ from .simplify import simplify_parity
 from .symbols import H, W, k
 from .table import CountTable, LayerRow, Unsupported, convention_values
 
-#: Largest input size (per axis) or channel count accepted: counts stay closed-form beyond it,
-#: but capture records the forward at a small size, and the user almost certainly mistyped.
+#: Largest input size (per axis) or channel count accepted (the user almost certainly mistyped).
 MAX_SIZE = 10**15
+#: Numeric input sizes above this are counted in closed form: the forward is recorded at small
+#: sizes with the sizes symbolic, and the formulas are evaluated at the numbers given.
+CAPTURE_LIMIT = 2048
 
 
 # --------------------------------------------------------------------------- capture cache
@@ -208,10 +210,36 @@ def count(model: Any, *, convention: str | Convention = "weighted", input_size: 
         req = _default_request(model, hparams, sizes)
         if input_dtype is not None:
             req = InputRequest(req.shapes, _dtypes(input_dtype, 1))
+    req, values = _lift_large_sizes(req)
     graph = _capture(model, hparams, symbols, registry, req)
     conv = get_convention(convention, switches)
-    return propagate(graph, conv, strict=strict, registry=registry,
-                     size_multiple=spec.size_multiple if spec is not None else 1)
+    table = propagate(graph, conv, strict=strict, registry=registry,
+                      size_multiple=spec.size_multiple if spec is not None else 1)
+    return table.evaluate(**values) if values else table
+
+
+def _lift_large_sizes(req: InputRequest) -> tuple[InputRequest, dict[str, int]]:
+    """Huge numeric spatial sizes become symbols for the recording (evaluated afterwards)."""
+    from .symbols import positive_int_symbol
+    values: dict[str, int] = {}
+    shapes = []
+    for i, shape in enumerate(req.shapes):
+        dims = list(shape)
+        for j, v in enumerate(dims[1:], start=1):
+            if isinstance(v, int) and v > CAPTURE_LIMIT:
+                name = "HWD"[j - 1] if len(req.shapes) == 1 and j <= 3 and not _has_symbol(req, "HWD"[j - 1]) \
+                    else f"S{i}_{j}"
+                dims[j] = positive_int_symbol(name) if name not in ("H", "W") else (H if name == "H" else W)
+                values[name] = v
+        shapes.append(tuple(dims))
+    if not values:
+        return req, {}
+    return InputRequest(tuple(shapes), req.dtypes, req.default_channels), values
+
+
+def _has_symbol(req: InputRequest, name: str) -> bool:
+    return any(isinstance(v, sp.Basic) and any(str(s) == name for s in v.free_symbols)
+               for shape in req.shapes for v in shape)
 
 
 def _dtypes(value: Any, n: int) -> tuple[str, ...]:

@@ -8,12 +8,16 @@ from typing import Any
 
 from analysis.errors import ArchcountError
 
+from ._model import add_input_arg, add_model_arg, input_shape_from, model_from
+
 EPILOG = """examples:
   archcount count pool_upsample                       symbolic in NIC, NF, NC, k, H, W
   archcount count unet --kernel 3 --size 32            numbers for H = W = 32
   archcount count unet --size 32x48 --nf 16 --format json
   archcount count conv_transpose --set transposed=exact --set padding_taps=exclude --kernel 3
   archcount count pool_upsample --convention parameters --simplify
+  archcount count my_net.py:ResNet18 --input 3x224x224   your own model (imports and runs my_net.py)
+  archcount count mypkg.models:make_net --input 3xHxW --hp depth=3
 """
 
 
@@ -68,8 +72,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("count", help="exact weights, outputs and connections of every layer",
                        description="Exact per-layer formulas of a model under a named convention.",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("model", help="a zoo model (see 'archcount models')")
+    add_model_arg(p)
     p.add_argument("--size", help="input size N or HxW (omit for symbolic H, W)")
+    add_input_arg(p)
     add_common_model_args(p)
     p.add_argument("--symbol", action="append", default=[], metavar="NAME",
                    help="lift another hyperparameter to a symbol, e.g. --symbol N")
@@ -85,9 +90,18 @@ def run(args: argparse.Namespace) -> int:
     from analysis.counting import count
     from analysis.symbols import positive_int_symbol
     from reports import formatting
+    label, model = model_from(args)
     symbols = {name: positive_int_symbol(name) for name in args.symbol}
-    table = count(args.model, convention=args.convention, switches=args.switches, input_size=parse_size(args.size),
-                  symbols=symbols or None, strict=args.strict, **hparams_from(args))
+    shape = input_shape_from(args)
+    if shape is not None and args.size is not None:
+        raise ArchcountError("give --input or --size, not both", argument="--input")
+    size = None if shape is not None else parse_size(args.size)
+    hp = hparams_from(args)
+    if hp and not isinstance(model, str) and hasattr(model, "parameters"):
+        raise ArchcountError("hyperparameters cannot be set on a model instance; name its class or factory",
+                             argument="--hp", model=label)
+    table = count(model, convention=args.convention, switches=args.switches, input_size=size, input_shape=shape,
+                  symbols=symbols or None, strict=args.strict, **hp)
     if args.simplify:
         table = table.simplified()
     if args.format == "json":

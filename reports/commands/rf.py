@@ -10,6 +10,8 @@ import sympy as sp
 
 from analysis.errors import ArchcountError
 
+from ._model import add_input_arg, add_model_arg, input_shape_from, model_from
+
 EPILOG = """\
 examples:
   archcount rf pool_upsample                 formulas in k (the model's kernel parity is assumed)
@@ -17,6 +19,7 @@ examples:
   archcount rf mnist_fixed --kernel 3        last spatial layer, then the global layers (whole input)
   archcount rf conv_transpose --verify       also measure it on the real model at k = 3, 5, 7
   archcount rf unet --kernel 3 --size 64 --json
+  archcount rf my_net.py:ResNet18 --input 3x224x224   your own model (imports and runs my_net.py)
 
 Sizes are in input pixels per axis (H and W alike for square kernels).  'RF' is the largest
 window over output positions (interior units, not clipped by the border); where it depends on the
@@ -31,8 +34,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "over output positions, the jump and the start, exactly and symbolic in k unless "
                     "--kernel is given.  Global layers (global pooling, flatten) read the whole input.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("model", help="a zoo model (see 'archcount models')")
+    add_model_arg(p)
     p.add_argument("--kernel", metavar="K", help="fix the kernel size (default: symbolic k)")
+    add_input_arg(p)
     p.add_argument("--size", metavar="N|HxW", help="numeric input size: exact extent read by global layers and "
                    "the largest window inside the image ('visible', with --kernel)")
     p.add_argument("--verify", action="store_true",
@@ -122,10 +126,16 @@ def _table(rf: Any) -> list[str]:
     show_visible = any(r.visible is not None for r in rf.layers)
     if show_visible:
         heads.append("visible")
+    show_conn = any(r.connected is not None and r.size is not None and tuple(r.connected) != tuple(r.size)
+                    for r in rf.layers)
+    if show_conn:
+        heads.append("connected")
     rows = []
     for r in rf.layers:
         if r.is_global:
             cells = [r.path, r.type_name, "-", _global_text(r.size, rf.input_size), "-", "-", "-"]
+        elif r.unknown:
+            cells = [r.path, r.type_name, "-", "unknown", "-", "-", "-"]
         elif r.drift:
             cells = [r.path, r.type_name, "-", "drifts", "-", "-", "-"]
         else:
@@ -133,6 +143,8 @@ def _table(rf: Any) -> list[str]:
                      _axes(r.min_size) if r.varies else "same", _axes(r.start), _axes(r.period)]
         if show_visible:
             cells.append(_axes(r.visible))
+        if show_conn:
+            cells.append(_axes(r.connected))
         rows.append(cells)
     widths = [max(len(h), *(len(c[i]) for c in rows)) for i, h in enumerate(heads)]
     line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
@@ -149,6 +161,8 @@ def _summary(rf: Any) -> list[str]:
                    + (f", {_axes(spatial.min_size)} at some positions" if spatial.varies else ""))
     if final.is_global:
         out.append(f"output {rf.output}: reads {_global_text(final.size, rf.input_size)}")
+    elif final.unknown:
+        out.append(f"output {rf.output}: unknown ({final.notes[0] if final.notes else 'see the notes'})")
     elif final.size is None:
         out.append(f"output {rf.output}: no receptive field independent of the input size (a drifting merge)")
     else:
@@ -168,14 +182,22 @@ def _summary(rf: Any) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     from analysis.receptive import receptive_field, verify_receptive_field
     hp: dict[str, Any] = {}
+    label, model = model_from(args)
     try:
         kernel = _parse_kernel(args.kernel)
         size = _parse_size(args.size)
+        shape = input_shape_from(args)
+        if shape is not None and size is not None:
+            raise ArchcountError("give --input or --size, not both", argument="--input")
         if kernel is not None:
             hp["kernel"] = kernel
-        rf = receptive_field(args.model, input_size=size, **hp)
+        if shape is not None:
+            rf = receptive_field(model, input_shape=shape, **hp)
+            size = tuple(shape[1:3]) if len(shape) >= 3 and all(isinstance(v, int) for v in shape[1:3]) else None
+        else:
+            rf = receptive_field(model, input_size=size, **hp)
         square = size[0] if size is not None and size[0] == size[1] else None
-        check = verify_receptive_field(args.model, input_size=square, **hp) if args.verify else None
+        check = verify_receptive_field(model, input_size=square, **hp) if args.verify else None
     except ArchcountError as exc:
         flags = {"kernel": "--kernel", "input_size": "--size"}
         if exc.argument in flags:

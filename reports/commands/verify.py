@@ -31,7 +31,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                    "output numel and shapes, fvcore, structural connection counts) and compare "
                                    "with archcount's evaluated formulas, layer by layer and in total.",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("models", nargs="*", metavar="MODEL", help="zoo models to verify (see 'archcount models')")
+    p.add_argument("models", nargs="*", metavar="MODEL",
+                   help="zoo models (see 'archcount models') or path/to/file.py:NAME / package.module:NAME "
+                        "(this imports and runs that code)")
+    p.add_argument("--model", dest="model_opt", metavar="MODEL", help="one more model, as MODEL")
+    p.add_argument("--input", metavar="CxHxW", help="the input of a model instance (its H and W are checked; "
+                                                    "the default configurations otherwise)")
     p.add_argument("--all", action="store_true", help="verify every registered model")
     p.add_argument("--configs", type=int, default=2, metavar="N",
                    help="random configurations per model, besides the default ones (default 2)")
@@ -70,17 +75,18 @@ def _parse_config(text: str) -> dict[str, int]:
     return out
 
 
-def _models(args: argparse.Namespace) -> list[str]:
+def _models(args: argparse.Namespace) -> list[Any]:
+    """Zoo names and user models (imported here), before any work."""
     import models
-    if args.all and args.models:
+    from models.user import resolve_model
+    given = list(args.models) + ([args.model_opt] if getattr(args, "model_opt", None) else [])
+    if args.all and given:
         raise ArchcountError("give model names or --all, not both", argument="--all")
-    names = models.available() if args.all else list(args.models)
+    names = models.available() if args.all else given
     if not names:
         raise ArchcountError("name at least one model, or --all", argument="MODEL",
                              hint=f"models: {', '.join(models.available())}")
-    for name in names:
-        models.spec(name)  # unknown names fail here, before any work
-    return names
+    return [resolve_model(name, argument="MODEL")[1] for name in names]
 
 
 def row_records(rows: Sequence[Any]) -> list[dict[str, Any]]:
@@ -152,6 +158,13 @@ def run(args: argparse.Namespace) -> int:
     if args.configs < 0:
         raise ArchcountError("must be >= 0", argument="--configs")
     configs = [_parse_config(c) for c in args.config] or None
+    if getattr(args, "input", None):
+        from ._model import parse_input
+        shape = parse_input(args.input)
+        if len(shape) < 3 or not all(isinstance(v, int) for v in shape):
+            raise ArchcountError("expected a numeric CxHxW shape", argument="--input")
+        configs = (configs or [{}])
+        configs = [dict(c, H=shape[1], W=shape[2]) for c in configs]
     conventions = None
     if args.conventions:
         conventions = [c for c in args.conventions.split(";") if c.strip()]
