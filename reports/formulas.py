@@ -396,7 +396,21 @@ def humanize(expr: Any, *, flow: Sequence[Any] | None = None) -> Formula:
         terms = _merge([t for row in rows for t in _factor_spatial(normalize_floors(sp.expand(row)))])
     else:
         terms = _factor_spatial(expr)
-    return _layout(terms, _make_flow(flow))
+    formula = _layout(terms, _make_flow(flow))
+    return _content(formula)
+
+
+def _content(formula: Formula) -> Formula:
+    """``9NIC·NF + 36NF² -> 9(NIC·NF + 4NF²)``: a common integer factor of a top-level sum in front."""
+    import math
+    ts = formula.terms
+    if len(ts) < 2 or not all(t.coeff.is_Integer for t in ts):
+        return formula
+    g = math.gcd(*(int(t.coeff) for t in ts))
+    if g <= 1:
+        return formula
+    inner = Formula(tuple(Term(t.coeff / g, t.factors, t.group) for t in ts))
+    return Formula((Term(sp.Integer(g), (), inner),))
 
 
 def _merge(terms: Sequence[tuple[sp.Rational, list[Factor]]]) -> list[tuple[sp.Rational, list[Factor]]]:
@@ -495,14 +509,19 @@ def _base(f: Factor, style: _Style) -> tuple[str, bool]:
             return _floor_text(b), False
         if b.is_Symbol:
             return str(b), len(str(b)) > 1
-        return f"({sp.sstr(b)})" if not b.is_Atom else sp.sstr(b), True
+        return f"({sp.sstr(b)})" if _needs_parens(b) else sp.sstr(b), True
     if style is _LATEX:
         s = latex_math(b)
         word = b.is_Symbol and len(str(b)) > 1
-        return (s if (b.is_Atom or isinstance(b, (sp.floor, sp.ceiling))) else rf"\left({s}\right)"), word
+        return (rf"\left({s}\right)" if _needs_parens(b) else s), word
     s = typst_math(b, fractions="slash" if style is _TYPST_INLINE else "stack")
     word = b.is_Symbol and len(str(b)) > 1
-    return (s if (b.is_Atom or isinstance(b, (sp.floor, sp.ceiling))) else f"({s})"), word
+    return (f"({s})" if _needs_parens(b) else s), word
+
+
+def _needs_parens(b: sp.Basic) -> bool:
+    """Sums and ``mod`` need parentheses as a factor; symbols and functions (floor, abs, max) do not."""
+    return b.is_Add or isinstance(b, sp.Mod) or (b.is_Rational and not b.is_Integer)
 
 
 def _power(base: str, exp: int, style: _Style) -> str:
@@ -562,30 +581,48 @@ def _render(formula: Formula, style: _Style) -> str:
 
 # ---------------------------------------------------------------------- one-call helpers
 
-def _cases(expr: Any, flow: Sequence[Any] | None, render: Any, join: str) -> str:
+def layable(expr: Any) -> bool:
+    """Whether :func:`humanize` lays ``expr`` out (sums of products); other objects (relations,
+    ``Piecewise``, tuples, ``Max`` at the top) print with the plain printers of :mod:`reports.typst_math`."""
+    if not isinstance(expr, sp.Expr) or isinstance(expr, (sp.Piecewise, sp.Max, sp.Min)) or expr.has(sp.Piecewise):
+        return False
+    return not any(isinstance(a, (sp.Float, sp.Sum, sp.Product, sp.Integral)) for a in sp.preorder_traversal(expr))
+
+
+def _cases(expr: Any, flow: Sequence[Any] | None, render: Any, join: str, plain: Any = None,
+           label_fmt: str = " ({})") -> str:
+    expr = to_sympy(expr)
+    if not layable(expr):
+        return plain(expr)
     parts = parity_cases(expr)
     if len(parts) == 1:
         return render(humanize(parts[0][1], flow=flow))
-    return join.join(f"{render(humanize(e, flow=flow))} ({label})" for label, e in parts)
+    return join.join(render(humanize(e, flow=flow)) + label_fmt.format(label) for label, e in parts)
 
 
 def text(expr: Any, *, flow: Sequence[Any] | None = None) -> str:
     """Unicode text of ``expr`` laid out by :func:`humanize` (odd/even k cases joined by ``;``)."""
-    return _cases(expr, flow, Formula.text, "; ")
+    return _cases(expr, flow, Formula.text, "; ", sp.sstr)
 
 
 def case_text(expr: Any, *, flow: Sequence[Any] | None = None) -> list[tuple[str | None, str]]:
     """``[(case label or None, text)]``."""
+    expr = to_sympy(expr)
+    if not layable(expr):
+        return [(None, sp.sstr(expr))]
     return [(label, humanize(e, flow=flow).text()) for label, e in parity_cases(expr)]
 
 
 def latex(expr: Any, *, flow: Sequence[Any] | None = None) -> str:
     """LaTeX (no ``$``) of ``expr`` laid out by :func:`humanize`."""
-    return _cases(expr, flow, Formula.latex, r"; \quad ")
+    return _cases(expr, flow, Formula.latex, r"; \quad ", latex_math, r" \text{{ ({})}}")
 
 
 def display_latex(expr: Any, *, flow: Sequence[Any] | None = None) -> str:
     """LaTeX for display math: odd/even k cases as a ``cases`` environment."""
+    expr = to_sympy(expr)
+    if not layable(expr):
+        return latex_math(expr)
     parts = parity_cases(expr)
     if len(parts) == 1:
         return humanize(parts[0][1], flow=flow).latex()
@@ -595,11 +632,15 @@ def display_latex(expr: Any, *, flow: Sequence[Any] | None = None) -> str:
 
 def typst(expr: Any, *, flow: Sequence[Any] | None = None) -> str:
     """Inline Typst math source (no ``$``) of ``expr``."""
-    return _cases(expr, flow, lambda f: f.typst(inline=True), ' ";" quad ')
+    return _cases(expr, flow, lambda f: f.typst(inline=True), ' ";" quad ',
+                  lambda e: typst_math(e, fractions="slash"), ' "({})"')
 
 
 def display_typst(expr: Any, *, flow: Sequence[Any] | None = None) -> str:
     """Display Typst math source: odd/even k cases as ``cases(...)``."""
+    expr = to_sympy(expr)
+    if not layable(expr):
+        return typst_math(expr)
     parts = parity_cases(expr)
     if len(parts) == 1:
         return humanize(parts[0][1], flow=flow).typst(inline=False)
