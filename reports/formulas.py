@@ -25,7 +25,7 @@ notebooks), :meth:`Formula.typst` (the PDF).  Expressions that depend on the par
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import sympy as sp
 
@@ -219,6 +219,44 @@ class Formula:
 
     def __str__(self) -> str:
         return self.text()
+
+    def flat(self) -> "Formula":
+        """A top-level single group without a factor in front, unwrapped: ``(a + b)`` -> ``a + b``."""
+        if len(self.terms) == 1 and self.terms[0].group is not None and not self.terms[0].factors \
+                and self.terms[0].coeff == 1:
+            return self.terms[0].group.flat()
+        return self
+
+    def subs(self, values: Mapping[Any, Any]) -> "Formula":
+        """Numbers for some symbols, keeping the layout: ``HW·k²(…)`` at H = W = 32 is ``1024k²(…)``.
+
+        >>> print(humanize(H * W * k**2 * (NF + NC)).subs({H: 32, W: 32}).text())
+        1024k²(NF + NC)
+        """
+        return Formula(tuple(_subs_term(t, values) for t in self.terms)).flat()
+
+
+def _subs_term(t: "Term", values: Mapping[Any, Any]) -> "Term":
+    coeff = t.coeff
+    factors = []
+    for f in t.factors:
+        base = normalize_floors(sp.sympify(f.base).subs(values))
+        if base.is_number:
+            coeff = coeff * base ** f.exp
+        else:
+            factors.append(Factor(base, f.exp, _kind(base) if base.is_Symbol else f.kind))
+    group = t.group.subs(values) if t.group is not None else None
+    if group is not None and len(group.terms) == 1 and group.terms[0].group is None:
+        g = group.terms[0]
+        return Term(sp.Rational(coeff * g.coeff), _order(factors + list(g.factors)))
+    if group is not None and coeff != 1 and any(not g.coeff.is_Integer for g in group.terms) \
+            and all((coeff * g.coeff).is_Integer for g in group.terms):
+        # 1024(25NF/16 + 5NC/4) -> 1600NF + 1280NC: the number goes inside when that clears the fractions
+        group = Formula(tuple(Term(sp.Rational(coeff * g.coeff), g.factors, g.group) for g in group.terms))
+        coeff = sp.Integer(1)
+        if not factors:
+            return Term(coeff, (), group)
+    return Term(sp.Rational(coeff), _order(factors), group)
 
 
 def _split(term: sp.Basic) -> tuple[sp.Rational, list[Factor]]:

@@ -248,6 +248,8 @@ def _integral_floats(column: Any) -> bool:
 def _cell_text(value: Any, kind: str, floatfmt: str, as_int: bool = False) -> str:
     if _is_missing(value):
         return MISSING
+    if isinstance(value, formulas.Formula):  # already laid out (e.g. with numbers substituted)
+        return ("$" + value.latex().replace("|", "\\|") + "$") if kind == "md" else "$" + value.typst() + "$"
     if _is_bool(value):
         return "yes" if value else "no"
     if isinstance(value, sp.Basic):
@@ -340,6 +342,8 @@ Kind = Literal["md", "typ"]
 
 def _finalize(kind: str):
     def finalize(value: Any) -> Any:
+        if isinstance(value, formulas.Formula):
+            return f"${value.latex()}$" if kind == "md" else f"${value.typst()}$"
         if isinstance(value, sp.Basic):
             return lmath(value) if kind == "md" else typst_inline(value)
         return value
