@@ -78,9 +78,13 @@ def batch_sweep(rows: Sequence[Mapping[str, Any]], path: Path, model_label: str)
     ax1, ax3 = fig.subplots(1, 2, gridspec_kw={"wspace": 0.15})
     bs = [r["batch_size"] for r in rows]
     ax1.plot(bs, [r["final_val_loss"] for r in rows], "o-", color="tab:blue", label="final validation loss")
+    if all(r.get("final_train_loss") is not None for r in rows):
+        ax1.plot(bs, [r["final_train_loss"] for r in rows], "o:", color="tab:blue", alpha=0.6,
+                 label="final training loss")
+        ax1.legend(fontsize=7, loc="upper left")
     ax1.set_xscale("log", base=2)
     ax1.set_xlabel("batch size (images, log scale)")
-    ax1.set_ylabel("validation loss (nats per pixel)", color="tab:blue")
+    ax1.set_ylabel("loss (nats per pixel): validation solid, training dotted", color="tab:blue", fontsize=8)
     ax2 = ax1.twinx()
     ax2.plot(bs, [100 * r["final_val_acc"] for r in rows], "s--", color="tab:red", label="final validation accuracy")
     ax2.set_ylabel("validation accuracy (% of pixels)", color="tab:red")

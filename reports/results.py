@@ -163,10 +163,10 @@ def training_section(main: Mapping[str, Any], sweep_runs: Sequence[Any], section
     sweep_rows = []
     for r in sorted(sweep_runs, key=lambda r: r.batch_size):
         e = evidence.get(r.run_id)
-        sweep_rows.append({"batch_size": r.batch_size, "final_val_loss": round(r.final_val_loss, 4),
-                           "final_train_loss": round(float(r.final["train_loss"]), 4),
-                           "final_val_acc": r.final_val_acc, "best_val_loss": round(r.best_val_loss, 4),
-                           "epoch_time_s": round(r.mean_epoch_time_s, 2), "images_per_s": round(r.images_per_s, 1),
+        sweep_rows.append({"batch_size": r.batch_size, "final_val_loss": r.final_val_loss,
+                           "final_train_loss": float(r.final["train_loss"]),
+                           "final_val_acc": r.final_val_acc, "best_val_loss": r.best_val_loss,
+                           "epoch_time_s": r.mean_epoch_time_s, "images_per_s": r.images_per_s,
                            "epochs": r.epochs_completed, "steps": e.steps_per_epoch if e else None,
                            "top3": e.top3_share_pred if e else None, "edge_acc": e.edge_accuracy if e else None})
     if sweep_rows:
@@ -177,10 +177,13 @@ def training_section(main: Mapping[str, Any], sweep_runs: Sequence[Any], section
                 _grid_rows(evidence, [(f"batch {r.batch_size}", r) for r in comp]), fig_dir / "sweep_samples.png",
                 f"{label(SWEEP_MODEL)}: the same validation images after the same number of epochs, per batch size").name
     sweep_df = pd.DataFrame([{"batch size": r["batch_size"], "steps / epoch": r["steps"],
-                              "final train loss": r["final_train_loss"], "final val loss": r["final_val_loss"],
-                              "final val acc %": round(100 * r["final_val_acc"], 2), "best val loss": r["best_val_loss"],
+                              "final train loss": round(r["final_train_loss"], 4),
+                              "final val loss": round(r["final_val_loss"], 4),
+                              "final val acc %": round(100 * r["final_val_acc"], 2),
+                              "best val loss": round(r["best_val_loss"], 4),
                               "top-3 colours %": None if r["top3"] is None else round(100 * r["top3"], 1),
-                              "s / epoch": r["epoch_time_s"], "images / s": r["images_per_s"], "epochs": r["epochs"]}
+                              "s / epoch": round(r["epoch_time_s"], 2), "images / s": round(r["images_per_s"], 1),
+                              "epochs": r["epochs"]}
                              for r in sweep_rows])
     sources = sorted({r.data_description for r in all_runs})
     palettes = sorted({r.palette_description for r in all_runs})
