@@ -627,9 +627,43 @@ def layable(expr: Any) -> bool:
     return not any(isinstance(a, (sp.Float, sp.Sum, sp.Product, sp.Integral)) for a in sp.preorder_traversal(expr))
 
 
+#: Integers longer than this are refused (printing them is quadratic); shorter ones print exactly.
+MAX_DIGITS = 20_000
+
+
+class _Digits:
+    """Lift Python's int-to-str digit limit while printing (exact numbers), refusing absurd sizes."""
+
+    def __init__(self, expr: sp.Basic) -> None:
+        self.expr = expr
+
+    def __enter__(self) -> None:
+        import sys
+        self.old = sys.get_int_max_str_digits() if hasattr(sys, "get_int_max_str_digits") else None
+        for n in self.expr.atoms(sp.Integer, sp.Rational):
+            bits = max(abs(int(sp.fraction(n)[0])).bit_length(), abs(int(sp.fraction(n)[1])).bit_length())
+            if bits * 0.30103 > MAX_DIGITS:
+                from analysis.errors import ArchcountError
+                raise ArchcountError(f"a number with about {int(bits * 0.30103):,} digits is too long to print "
+                                     f"(at most {MAX_DIGITS:,})", argument="expr")
+        if self.old is not None:
+            sys.set_int_max_str_digits(0)
+
+    def __exit__(self, *exc: Any) -> None:
+        import sys
+        if self.old is not None:
+            sys.set_int_max_str_digits(self.old)
+
+
 def _cases(expr: Any, flow: Sequence[Any] | None, render: Any, join: str, plain: Any = None,
            label_fmt: str = " ({})") -> str:
     expr = to_sympy(expr)
+    with _Digits(expr):
+        return _cases_inner(expr, flow, render, join, plain, label_fmt)
+
+
+def _cases_inner(expr: sp.Basic, flow: Sequence[Any] | None, render: Any, join: str, plain: Any,
+                 label_fmt: str) -> str:
     if not layable(expr):
         return plain(expr)
     parts = parity_cases(expr)

@@ -66,6 +66,22 @@ def _formats(formats: Iterable[str] | str) -> tuple[str, ...]:
     return out
 
 
+def check_models(models: Any) -> list[str]:
+    """The model names of ``--models`` (a comma list or a sequence of names), each a zoo model."""
+    import models as zoo
+    if isinstance(models, str):
+        names = [m.strip() for m in models.split(",") if m.strip()]
+    elif isinstance(models, (list, tuple)) and all(isinstance(m, str) for m in models):
+        names = [m.strip() for m in models if m.strip()]
+    else:
+        raise ArchcountError(f"models must be a comma list or a list of names, got {models!r}", argument="--models")
+    if not names:
+        raise ArchcountError("needs at least one model", argument="--models")
+    for n in names:
+        zoo.spec(n)
+    return names
+
+
 def check_options(*, verify_configs: Any = 1, epochs: Any = 25) -> None:
     """Refuse bad numbers before anything is computed.
 
@@ -83,15 +99,26 @@ def check_options(*, verify_configs: Any = 1, epochs: Any = 25) -> None:
 
 def check_out_dir(out: str | os.PathLike[str], argument: str = "--out") -> Path:
     """The output folder, created if needed; a file, or a folder that cannot be written, is a clear error."""
+    if out is None or (isinstance(out, str) and not out.strip()):
+        raise ArchcountError("needs a folder name", argument=argument)
+    if not isinstance(out, (str, os.PathLike)):
+        raise ArchcountError(f"must be a folder path, got {type(out).__name__}", argument=argument)
+    if "\x00" in os.fspath(out):
+        raise ArchcountError(f"the path {os.fspath(out)!r} contains a NUL character", argument=argument)
     p = Path(out)
     for parent in [p, *p.parents]:
-        if parent.exists() and not parent.is_dir():
+        try:
+            is_file = parent.exists() and not parent.is_dir()
+        except OSError as exc:
+            raise ArchcountError(f"cannot use the folder {p}: {exc.strerror or exc}", argument=argument) from None
+        if is_file:
             raise ArchcountError(f"{parent} is a file, not a folder", argument=argument,
                                  hint="give --out a folder (it is created if missing)")
     try:
         p.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ArchcountError(f"cannot create the folder {p}: {exc.strerror or exc}", argument=argument) from None
+    except (OSError, ValueError) as exc:
+        raise ArchcountError(f"cannot create the folder {p}: {getattr(exc, 'strerror', None) or exc}",
+                             argument=argument) from None
     try:
         fd, probe = tempfile.mkstemp(prefix=".archcount-probe-", dir=p)
         os.close(fd)
@@ -153,8 +180,6 @@ def collect_context(out: str | Path = "out/report", *, models: Sequence[str] | s
                     provenance_overrides: Mapping[str, Any] | None = None, command: str | None = None,
                     fig_dir: str | Path | None = None) -> dict[str, Any]:
     """Compute everything the report shows (figures are written to ``fig_dir``, default ``out/figures``)."""
-    import models as zoo
-
     from analysis.conventions import PRESETS
     from models.training import select_device
 
@@ -163,11 +188,7 @@ def collect_context(out: str | Path = "out/report", *, models: Sequence[str] | s
     t0 = time.perf_counter()
     check_options(verify_configs=verify_configs, epochs=epochs)
     warnings.filterwarnings("ignore", message="Using padding='same' with even kernel")  # torch: harmless here
-    names = [m.strip() for m in (models.split(",") if isinstance(models, str) else models) if m.strip()]
-    if not names:
-        raise ArchcountError("needs at least one model", argument="--models")
-    for n in names:
-        zoo.spec(n)
+    names = check_models(models)
     if runs is not None and Path(runs).exists() and not Path(runs).is_dir():
         raise ArchcountError(f"{runs} is a file, not a folder of runs", argument="--runs")
     fig_dir = Path(fig_dir) if fig_dir is not None else Path(out) / "figures"
@@ -280,6 +301,12 @@ def build_report(out: str | Path = "out/report", *, formats: Iterable[str] | str
     t0 = time.perf_counter()
     fmts = _formats(formats)
     check_options(verify_configs=options.get("verify_configs", 1), epochs=options.get("epochs", 25))
+    check_models(options.get("models", DEFAULT_MODELS))
+    from models.training import select_device
+    select_device(options.get("device", "auto"))
+    runs = options.get("runs")
+    if runs is not None and Path(runs).exists() and not Path(runs).is_dir():
+        raise ArchcountError(f"{runs} is a file, not a folder of runs", argument="--runs")
     out_dir = check_out_dir(out)
     for old in out_dir.glob(".archcount-report-*"):  # left by a build that was killed
         if old.is_dir():
@@ -296,5 +323,6 @@ def build_report(out: str | Path = "out/report", *, formats: Iterable[str] | str
                         time.perf_counter() - t0, tuple(context["missing"]), tuple(context["runs"]))
 
 
-__all__ = ["DEFAULT_MODELS", "MANIFEST", "ReportResult", "build_report", "check_options", "check_out_dir",
+__all__ = ["DEFAULT_MODELS", "MANIFEST", "ReportResult", "build_report", "check_models", "check_options",
+           "check_out_dir",
            "collect_context", "render_report"]
