@@ -59,9 +59,9 @@ def padding_description(name: str) -> str | None:
     if net is None:
         return None
     return ("any kernel size k builds: the stride-2 convs use the padding solver's halving padding "
-            "⌈k/2⌉ − 1, the stride-2 transposed convs its doubling padding (⌈k/2⌉ − 1, output padding k mod 2 "
-            "... 1 for odd k, 0 for even k), and the final stride-1 conv torch's padding='same': symmetric "
-            "(k − 1)/2 for odd k, asymmetric for even k ((k − 2)/2 rows and columns before, k/2 after)")
+            "⌈k/2⌉ − 1, the stride-2 transposed convs its doubling padding ⌈k/2⌉ − 1 with output padding 1 for "
+            "odd k and 0 for even k, and the final stride-1 conv torch's padding='same': symmetric, (k − 1)/2, "
+            "for odd k and asymmetric for even k ((k − 2)/2 rows and columns before, k/2 after)")
 
 
 def _even_ok(name: str) -> bool:
@@ -319,12 +319,21 @@ def receptive_section(names: Sequence[str]) -> list[dict[str, Any]]:
 
     from analysis.receptive import receptive_field
 
-    def first(t: Any) -> Any:
-        return "—" if t is None else sp.sympify(t[0])
+    from .formulas import parity_cases
 
     out = []
     for name in names:
         rf = symbolic_rf(name)
+
+        def first(t: Any, parity: str | None = rf.kernel_parity) -> Any:
+            if t is None:
+                return "—"
+            e = sp.sympify(t[0])
+            if parity:  # the model builds with one parity only: show that case
+                cases = dict(parity_cases(e))
+                e = cases.get(f"k {parity}", cases.get(None, e))
+            return e
+
         at3 = rf.evaluate(k=3)
         rows = [{"layer": layer.path, "type": layer.type_name, "receptive field": first(layer.size),
                  "at k=3": first(l3.size), "jump": first(layer.jump),
