@@ -67,20 +67,13 @@ def _simplify_floor(f: sp.Basic) -> sp.Basic:
         return f
     n = int(den)
     num = sp.expand(num)
-    inner = [a for a in num.atoms(sp.floor) if num.coeff(a) == 1]
-    if isinstance(f, sp.floor) and len(inner) == 1:
+    # floor((floor(x) + m)/n) = floor((x + m)/n), and the same for ceilings, for integer m and n > 0
+    inner = [a for a in num.atoms(f.func) if num.coeff(a) == 1]
+    if len(inner) == 1:
         (g,) = inner
         rest = sp.expand(num - g)
         if _integer_valued(rest) and not rest.has(g):
-            # floor((floor(x) + m)/n) = floor((x + m)/n) for integer m, positive integer n
-            return _simplify_floor(sp.floor((g.args[0] + rest) / n, evaluate=False))
-    inner_c = [a for a in num.atoms(sp.ceiling) if num.coeff(a) == 1]
-    if isinstance(f, sp.ceiling) and len(inner_c) == 1:
-        (g,) = inner_c
-        rest = sp.expand(num - g)
-        if _integer_valued(rest) and not rest.has(g):
-            # ceil((ceil(x) + m)/n) = ceil((x + m)/n) for integer m, positive integer n
-            return _simplify_floor(sp.ceiling((g.args[0] + rest) / n, evaluate=False))
+            return _simplify_floor(f.func((g.args[0] + rest) / n, evaluate=False))
     if isinstance(f, sp.floor):
         const = num.as_coeff_Add()[0]
         shifted = sp.expand(num - (n - 1))
