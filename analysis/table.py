@@ -479,6 +479,18 @@ class CountTable:
             } for r in self.rows],
         }
 
+    def _repr_markdown_(self) -> str:  # notebook display; rendering lives in reports.display
+        from reports.display import count_markdown
+        return count_markdown(self)
+
+    def _repr_latex_(self) -> str:
+        from reports.display import count_latex
+        return count_latex(self)
+
+    def _repr_html_(self) -> str:
+        from reports.display import count_html
+        return count_html(self)
+
 
 class PartialWarning(UserWarning):
     """A total was asked of a table with unsupported operations."""

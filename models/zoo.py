@@ -1,10 +1,22 @@
 """The model zoo: the colourization networks of the published exercise and two MNIST classifiers.
 
-Paddings that depend on the kernel come from :func:`analysis.shapes.solve_padding`.
+Paddings that depend on the kernel come from :func:`analysis.shapes.solve_padding`.  The strided
+nets (ConvTransposeNet, UNet) build with any kernel size, even ones included: their stride-2 layers
+use the solver's paddings and the final stride-1 conv uses torch's ``padding="same"``, which is
+symmetric for odd k and asymmetric for even k (``(k - 2)/2`` rows before, ``k/2`` after).
+
+>>> import torch
+>>> net = ConvTransposeNet(kernel=4, num_filters=4)
+>>> net.final.padding, net.final._reversed_padding_repeated_twice
+('same', [1, 2, 1, 2])
+>>> tuple(net(torch.zeros(1, 1, 32, 32)).shape)
+(1, 24, 32, 32)
+
 Registration is explicit: :func:`register_zoo` adds every zoo model to a registry.
 """
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
@@ -112,11 +124,58 @@ class PoolUpsampleNet(ZooNet):
         return self.final(self.block4(self.block3(self.block2(self.block1(x)))))
 
 
+#: The padding of the final stride-1 conv of the strided nets: torch's "same" (asymmetric for even k).
+SAME_PADDING = "same"
+
+
+def same_padding_pairs(kernel: int, dilation: int = 1) -> tuple[int, int]:
+    """(before, after) zero rows that torch's ``padding="same"`` adds for a stride-1 conv.
+
+    >>> same_padding_pairs(3), same_padding_pairs(4), same_padding_pairs(5)
+    ((1, 1), (1, 2), (2, 2))
+    """
+    total = dilation * (kernel - 1)
+    return total // 2, total - total // 2
+
+
+class SameConv2d(nn.Conv2d):
+    """A stride-1 ``nn.Conv2d`` with ``padding="same"``: the output keeps the input size for any kernel.
+
+    For odd k the padding is symmetric and the forward pass passes it to the convolution as plain
+    integers (the same numbers as ``padding="same"``, but traced as an ordinary convolution, which
+    tools such as fvcore count); for even k torch pads one row and column more after than before.
+
+    >>> conv = SameConv2d(1, 2, 4)
+    >>> conv.padding, tuple(conv(torch.zeros(1, 1, 5, 7)).shape)
+    ('same', (1, 2, 5, 7))
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int) -> None:
+        super().__init__(in_channels, out_channels, kernel_size, padding=SAME_PADDING)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w_left, w_right, h_left, h_right = self._reversed_padding_repeated_twice
+        if w_left == w_right and h_left == h_right:
+            return nn.functional.conv2d(x, self.weight, self.bias, self.stride, (h_left, w_left), self.dilation,
+                                        self.groups)
+        with warnings.catch_warnings():  # "may require a zero-padded copy": that is what asymmetric means
+            warnings.filterwarnings("ignore", message="Using padding='same' with even kernel")
+            return super().forward(x)
+
+
+# SameConv2d overrides forward (plain integer padding for odd k, so that fvcore counts it), so it
+# gets its own rule: the Conv2d rule, which follows padding="same" exactly for both parities.
+from analysis.rules import RULES, conv_rule_factory  # noqa: E402
+
+RULES.add(SameConv2d, conv_rule_factory(2))
+
+
 class _StridedBase(ZooNet):
     def _layers(self, k: int, nic: int, nf: int, nc: int, in4: int, in_final: int) -> None:
         ph = halving_padding(self.model_name, k)
         pd, opd = doubling_padding(self.model_name, k)
-        pk = keep_padding(self.model_name, k)
+        if k % 2 == 0:  # floor((H + 2p - k)/2) + 1 = floor(H/2): two halvings need H >= 4
+            self.min_size = max(self.min_size, 4)
         self.block1 = nn.Sequential(nn.Conv2d(nic, nf, k, stride=2, padding=ph), nn.BatchNorm2d(nf), nn.ReLU())
         self.block2 = nn.Sequential(nn.Conv2d(nf, 2 * nf, k, stride=2, padding=ph), nn.BatchNorm2d(2 * nf),
                                     nn.ReLU())
@@ -124,11 +183,14 @@ class _StridedBase(ZooNet):
                                     nn.BatchNorm2d(nf), nn.ReLU())
         self.block4 = nn.Sequential(nn.ConvTranspose2d(in4, nc, k, stride=2, padding=pd, output_padding=opd),
                                     nn.BatchNorm2d(nc), nn.ReLU())
-        self.final = nn.Conv2d(in_final, nc, k, padding=pk)
+        self.final = SameConv2d(in_final, nc, k)
 
 
 class ConvTransposeNet(_StridedBase):
-    """Stride-2 convs down, stride-2 transposed convs up, each followed by BN → ReLU except the last."""
+    """Stride-2 convs down, stride-2 transposed convs up, each followed by BN → ReLU except the last.
+
+    Any kernel size builds: the final stride-1 conv uses ``padding="same"`` (asymmetric for even k).
+    """
 
     model_name = "conv_transpose"
     min_size = 1
@@ -146,7 +208,10 @@ class ConvTransposeNet(_StridedBase):
 
 
 class UNet(_StridedBase):
-    """ConvTransposeNet with skips: cat(block3, block1) into block4 and cat(block4, input) into the last conv."""
+    """ConvTransposeNet with skips: cat(block3, block1) into block4 and cat(block4, input) into the last conv.
+
+    Any kernel size builds, as for :class:`ConvTransposeNet`.
+    """
 
     model_name = "unet"
     min_size = 4
@@ -291,9 +356,10 @@ ZOO: tuple[tuple[str, type[ZooNet], str, str], ...] = (
     ("pool_upsample", PoolUpsampleNet, "colourization",
      "PoolUpsampleNet: conv+maxpool down, conv+nearest upsample up (odd kernels)"),
     ("conv_transpose", ConvTransposeNet, "colourization",
-     "ConvTransposeNet: stride-2 convs down, stride-2 transposed convs up"),
+     "ConvTransposeNet: stride-2 convs down, stride-2 transposed convs up; any k (final conv padding='same', "
+     "asymmetric for even k)"),
     ("unet", UNet, "colourization",
-     "UNet: ConvTransposeNet with cat skips from block 1 and from the input"),
+     "UNet: ConvTransposeNet with cat skips from block 1 and from the input; any k (final conv padding='same')"),
     ("cnn_2021", CNN2021, "colourization",
      "earlier CNN: pool/upsample with a middle Conv(2NF->2NF) block at H/4"),
     ("unet_2021", UNet2021, "colourization",

@@ -25,7 +25,8 @@ def fmt_value(v: Any) -> str:
 
 
 def fmt_shape(shape: Sequence[Any], batch: bool = True) -> str:
-    inner = ", ".join(sp.sstr(s) if isinstance(s, sp.Basic) else str(s) for s in shape)
+    """``[BS, NF, ⌊H/4⌋, ⌊W/4⌋]``: symbolic sizes laid out by :mod:`reports.formulas`."""
+    inner = ", ".join(fmt_formula(s) if isinstance(s, sp.Basic) else str(s) for s in shape)
     return f"[BS, {inner}]" if batch else f"[{inner}]"
 
 
@@ -72,14 +73,30 @@ def count_rows(table: Any, *, all_rows: bool = False) -> list[dict[str, Any]]:
              "weights": r.weights, "outputs": r.outputs, "connections": r.connections} for r in rows]
 
 
+def fmt_formula(v: Any, flow: Sequence[Any] | None = None) -> str:
+    """A value for reading: formulas laid out as a person writes them (:mod:`reports.formulas`).
+
+    >>> from analysis.symbols import NF, NIC, k
+    >>> fmt_formula(NF * NIC * k**2 + 4 * NF**2 * k**2), fmt_formula(1234)
+    ('k²(NIC·NF + 4NF²)', '1,234')
+    """
+    if isinstance(v, sp.Basic) and not v.is_number:
+        from . import formulas
+        return formulas.text(v, flow=flow)
+    return fmt_value(v)
+
+
 def count_text(table: Any, *, all_rows: bool = False, wide: bool = False) -> str:
-    """The text rendering of a CountTable used by ``archcount count``."""
+    """The text rendering of a CountTable used by ``archcount count`` (formulas as a person writes them)."""
     hp = ", ".join(f"{k}={fmt_value(v)}" for k, v in table.hparams.items())
     head = [f"model: {table.model}   convention: {table.convention.label}",
             f"  ({table.convention.describe()})",
             f"hyperparameters: {hp or '-'}   input: {fmt_shape(table.input_shape)}"]
-    body = text_table(count_rows(table, all_rows=all_rows), max_width=200 if wide else 60)
-    totals = [f"total {q}: {fmt_value(v)}" for q, v in table.totals().items()]
+    rows = [{c: (fmt_formula(v) if c in ("weights", "outputs", "connections") else v) for c, v in r.items()}
+            for r in count_rows(table, all_rows=all_rows)]
+    body = text_table(rows, max_width=200 if wide else 60)
+    counted = table.counted_rows()
+    totals = [f"total {q}: {fmt_formula(v, [getattr(r, q) for r in counted])}" for q, v in table.totals().items()]
     tail = []
     if table.active_assumptions:
         tail.append("assumptions: " + "; ".join(table.active_assumptions))

@@ -78,9 +78,13 @@ def batch_sweep(rows: Sequence[Mapping[str, Any]], path: Path, model_label: str)
     ax1, ax3 = fig.subplots(1, 2, gridspec_kw={"wspace": 0.15})
     bs = [r["batch_size"] for r in rows]
     ax1.plot(bs, [r["final_val_loss"] for r in rows], "o-", color="tab:blue", label="final validation loss")
+    if all(r.get("final_train_loss") is not None for r in rows):
+        ax1.plot(bs, [r["final_train_loss"] for r in rows], "o:", color="tab:blue", alpha=0.6,
+                 label="final training loss")
+        ax1.legend(fontsize=7, loc="upper left")
     ax1.set_xscale("log", base=2)
     ax1.set_xlabel("batch size (images, log scale)")
-    ax1.set_ylabel("validation loss (nats per pixel)", color="tab:blue")
+    ax1.set_ylabel("loss (nats per pixel): validation solid, training dotted", color="tab:blue", fontsize=8)
     ax2 = ax1.twinx()
     ax2.plot(bs, [100 * r["final_val_acc"] for r in rows], "s--", color="tab:red", label="final validation accuracy")
     ax2.set_ylabel("validation accuracy (% of pixels)", color="tab:red")
@@ -115,4 +119,36 @@ def scaling_bars(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
         ax.set_ylabel(f"{q} (count{', log scale' if q != 'weights' else ''})", fontsize=8)
         ax.set_title(q, fontsize=9)
         ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def image_grid(rows: Sequence[tuple[str, Any]], path: Path, title: str = "", scale: int = 3) -> Path:
+    """Rows of images (each ``[n, H, W, 3]`` RGB in [0, 1], or ``[n, H, W]`` grey), one labelled row each:
+    the same validation images in every row, so that the models can be compared image by image.
+
+    The tiles are composed into one array (``scale``× nearest-neighbour, 2-pixel gaps) and drawn once.
+    """
+    import numpy as np
+    n = max(len(imgs) for _, imgs in rows)
+    h, w = np.asarray(rows[0][1][0]).shape[:2]
+    gap, th, tw = 2, h * scale, w * scale
+    canvas = np.ones((len(rows) * (th + gap) - gap, n * (tw + gap) - gap, 3))
+    for r, (_, imgs) in enumerate(rows):
+        for c, img in enumerate(imgs):
+            a = np.asarray(img, dtype=np.float64)
+            a = np.repeat(a[..., None], 3, axis=-1) if a.ndim == 2 else a
+            a = np.kron(np.clip(a, 0, 1), np.ones((scale, scale, 1)))
+            y0, x0 = r * (th + gap), c * (tw + gap)
+            canvas[y0:y0 + th, x0:x0 + tw] = a
+    width = 1.4 + canvas.shape[1] / 110
+    fig = _figure(width, 0.3 + canvas.shape[0] / 110)
+    ax = fig.subplots()
+    ax.imshow(canvas, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([(th + gap) * r + th / 2 for r in range(len(rows))], [label for label, _ in rows], fontsize=8)
+    ax.tick_params(length=0)
+    for side in ax.spines.values():
+        side.set_visible(False)
+    if title:
+        ax.set_title(title, fontsize=8)
     return _save(fig, path)

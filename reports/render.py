@@ -10,9 +10,13 @@ environment's kind).  Filters, available in both kinds of environment:
 ``typ_str``
     a Typst string literal, for code positions: ``#set document(title: {{ t|typ_str }})``;
 ``tmath``, ``tdisplay``
-    sympy -> inline ``$...$`` / display ``$ ... $`` Typst math;
+    sympy -> inline ``$...$`` / display ``$ ... $`` Typst math, laid out by :mod:`reports.formulas`
+    (common factors, layer-flow order; ``flow=`` the per-layer expressions);
 ``lmath``, ``ldisplay``
-    sympy -> inline ``$...$`` LaTeX / a fenced ```` ```math ```` block (Markdown);
+    sympy -> inline ``$...$`` LaTeX / a display ``$$ ... $$`` block (Markdown: GitHub and pandoc
+    both render it), laid out the same way;
+``ftext``
+    sympy -> the same layout as Unicode text (``k²(NIC·NF + 4NF²)``);
 ``md_table(df, columns=None)``, ``typ_table(df, columns=None, ...)``
     a DataFrame as a GitHub table / a Typst ``#table``; cells are escaped, sympy cells become math;
 ``num(value, digits=None)``
@@ -41,12 +45,13 @@ import sympy as sp
 from analysis.errors import ArchcountError
 from analysis.files import write_atomic  # re-exported as reports.render.write_atomic
 
-from .typst_math import latex_math, typst_display, typst_inline, typst_string
+from . import formulas
+from .typst_math import typst_string
 
 __all__ = [
     "FIXED_TIMESTAMP", "TEMPLATE_DIR", "make_env", "render_template", "render_markdown", "render_pdf",
     "compile_typst", "write_atomic", "md_escape", "typ_escape", "typ_str", "md_table", "typ_table", "num",
-    "lmath", "ldisplay",
+    "lmath", "ldisplay", "ftext", "typst_inline", "typst_display",
 ]
 
 #: The creation date written into every PDF (and Typst's ``datetime.today()``): reproducible output.
@@ -171,14 +176,44 @@ def num(value: Any, digits: int | None = None) -> str:
     raise ArchcountError(f"num: expected a number, got {type(value).__name__} {value!r}", argument="value")
 
 
-def lmath(expr: Any) -> str:
-    """Inline Markdown math: ``$...$`` around the LaTeX."""
-    return f"${latex_math(expr)}$"
+def lmath(expr: Any, flow: Sequence[Any] | None = None) -> str:
+    r"""Inline Markdown math: ``$...$`` around the LaTeX of :func:`reports.formulas.latex`.
+
+    >>> from analysis.symbols import NF, k
+    >>> print(lmath(4 * NF**2 * k**2 + NF * k**2))
+    $k^{2}\left(4\mathrm{NF}^{2} + \mathrm{NF}\right)$
+    """
+    return f"${formulas.latex(expr, flow=flow)}$"
 
 
-def ldisplay(expr: Any) -> str:
-    """Display Markdown math as a fenced ``math`` block (GitHub renders it; nothing inside is Markdown)."""
-    return f"```math\n{latex_math(expr)}\n```"
+def ldisplay(expr: Any, flow: Sequence[Any] | None = None, label: str | None = None) -> str:
+    r"""Display Markdown math: a ``$$ ... $$`` block on its own lines (GitHub and pandoc render it).
+
+    ``label`` (plain text, e.g. ``weights``) is set upright in front: ``\mathrm{weights} = ...``.
+    """
+    body = formulas.display_latex(expr, flow=flow)
+    if label:
+        body = r"\text{" + _latex_text(label) + "} = " + body
+    return f"$$\n{body}\n$$"
+
+
+def _latex_text(text: str) -> str:
+    return "".join("\\" + c if c in "#$%&_{}" else c for c in _one_line(text))
+
+
+def typst_inline(expr: Any, flow: Sequence[Any] | None = None) -> str:
+    """Inline Typst math ``$...$`` of :func:`reports.formulas.typst` (slash fractions)."""
+    return f"${formulas.typst(expr, flow=flow)}$"
+
+
+def typst_display(expr: Any, flow: Sequence[Any] | None = None) -> str:
+    """Display Typst math ``$ ... $`` with built-up fractions (odd/even k as ``cases``)."""
+    return f"$ {formulas.display_typst(expr, flow=flow)} $"
+
+
+def ftext(expr: Any, flow: Sequence[Any] | None = None) -> str:
+    """The formula as Unicode text (CLI, plain contexts)."""
+    return formulas.text(expr, flow=flow)
 
 
 # ---------------------------------------------------------------------- tables
@@ -213,6 +248,8 @@ def _integral_floats(column: Any) -> bool:
 def _cell_text(value: Any, kind: str, floatfmt: str, as_int: bool = False) -> str:
     if _is_missing(value):
         return MISSING
+    if isinstance(value, formulas.Formula):  # already laid out (e.g. with numbers substituted)
+        return ("$" + value.latex().replace("|", "\\|") + "$") if kind == "md" else "$" + value.typst() + "$"
     if _is_bool(value):
         return "yes" if value else "no"
     if isinstance(value, sp.Basic):
@@ -305,6 +342,8 @@ Kind = Literal["md", "typ"]
 
 def _finalize(kind: str):
     def finalize(value: Any) -> Any:
+        if isinstance(value, formulas.Formula):
+            return f"${value.latex()}$" if kind == "md" else f"${value.typst()}$"
         if isinstance(value, sp.Basic):
             return lmath(value) if kind == "md" else typst_inline(value)
         return value
@@ -338,6 +377,7 @@ def make_env(kind: Kind, *, template_dirs: Iterable[str | os.PathLike] = ()) -> 
         tdisplay=typst_display,
         lmath=lmath,
         ldisplay=ldisplay,
+        ftext=ftext,
         md_table=md_table,
         typ_table=typ_table,
         num=num,

@@ -221,7 +221,7 @@ def test_errors_name_the_layer():
     with pytest.raises(ArchcountError, match="argument input_size"):
         receptive_field("unet", input_size=30)
     with pytest.raises(ArchcountError, match="only with odd kernels"):
-        receptive_field("unet").evaluate(k=4)
+        receptive_field("pool_upsample").evaluate(k=4)
 
 
 def test_bilinear_upsampling_is_followed_exactly():
@@ -318,7 +318,7 @@ def test_cli_global_and_errors(capsys):
     assert main(["rf", "mnist_global_pool", "--kernel", "3", "--size", "32"]) == 0
     out = capsys.readouterr().out
     assert "last spatial layer features.7: receptive field 12" in out and "whole input (32)" in out
-    assert main(["rf", "unet", "--kernel", "4"]) == 2
+    assert main(["rf", "pool_upsample", "--kernel", "4"]) == 2
     assert "--kernel" in capsys.readouterr().err
     assert main(["rf", "unet", "--size", "30"]) == 2
     assert "--size" in capsys.readouterr().err

@@ -156,9 +156,10 @@ def test_render_markdown_literal_and_deterministic(tmp_path, tpl_dir):
     for name in EVIL:
         assert f"- {md_escape(name)}\n" in text
         assert _unescape_md(md_escape(name)) == name
-    assert r"$\mathrm{NF} \cdot \mathrm{NIC} \cdot k^{2} + \mathrm{NF}$" in text  # lmath and finalize
+    # lmath and finalize: laid out by reports.formulas (channels in flow order, k² after them)
+    assert r"$\mathrm{NIC} \cdot \mathrm{NF} \cdot k^{2} + \mathrm{NF}$" in text
     assert text.count(r"\mathrm{NIC}") == 3 + 1  # lmath, finalize, ldisplay, table cell
-    assert "```math\n" in text
+    assert "$$\n" in text and "```math" not in text  # display math that GitHub and pandoc both render
     assert not list(out1.parent.glob(".*tmp"))
 
 

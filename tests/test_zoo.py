@@ -124,13 +124,47 @@ def test_every_parameter_gets_a_finite_gradient(name):
     assert torch.isfinite(out).all()
 
 
-def test_conv_transpose_kernels_3_4_5_keep_the_listed_shapes():
-    for kern in (3, 5):
-        net = models.build("conv_transpose", kernel=kern)
-        assert net(torch.randn(1, 1, 32, 32)).shape == (1, 24, 32, 32)
-    # kernel 4: the halving and doubling paddings exist, the final stride-1 conv cannot keep the size
+@pytest.mark.parametrize("name", ["conv_transpose", "unet"])
+@pytest.mark.parametrize("kern", [1, 2, 3, 4, 5, 6, 7])
+@pytest.mark.parametrize("size", [(32, 32), (64, 48), (8, 12)])
+def test_strided_nets_build_with_every_kernel_and_keep_the_handout_shapes(name, kern, size):
+    """Even kernels too: stride-2 layers with the solver's paddings, the final conv asymmetric 'same'."""
+    hp = dict(kernel=kern, num_in_channels=1, num_filters=3, num_colours=5)
+    net = models.build(name, **hp)
+    seen = {}
+    for block in BLOCK_SHAPES[name](*size):
+        getattr(net, block).register_forward_hook(lambda m, i, o, b=block: seen.__setitem__(b, tuple(o.shape)))
+    out = net(torch.randn(2, 1, *size))
+    subs = _subs(hp)
+    for block, shape in BLOCK_SHAPES[name](*size).items():
+        assert seen[block] == (2,) + tuple(int(sp.sympify(s).subs(subs)) for s in shape), (block, kern)
+    assert tuple(out.shape) == (2, 5, *size)
+    # the final conv pads (k-1)//2 before and k//2 after: one more row after for even k
+    pads = net.final._reversed_padding_repeated_twice
+    assert net.final.padding == "same" and pads == [(kern - 1) // 2, kern // 2] * 2
+
+
+@pytest.mark.parametrize("name", ["conv_transpose", "unet"])
+def test_even_kernel_final_conv_equals_explicit_asymmetric_zero_padding(name):
+    """padding='same' for k=4 is F.pad(1 before, 2 after) followed by a conv without padding."""
+    torch.manual_seed(0)
+    net = models.build(name, kernel=4, num_filters=3, num_colours=5)
+    conv = net.final
+    x = torch.randn(2, conv.in_channels, 10, 14)
+    explicit = torch.nn.functional.conv2d(torch.nn.functional.pad(x, (1, 2, 1, 2)), conv.weight, conv.bias)
+    assert torch.allclose(conv(x), explicit, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["conv_transpose", "unet"])
+def test_even_kernel_nets_refuse_too_small_inputs_clearly(name):
+    net = models.build(name, kernel=4, num_filters=2)
+    with pytest.raises(ArchcountError, match="input H=2"):
+        net(torch.randn(1, 1, 2, 4 if name == "unet" else 8))
+
+
+def test_pool_upsample_still_refuses_even_kernels():
     with pytest.raises(ArchcountError, match="kernel 4"):
-        models.build("conv_transpose", kernel=4)
+        models.build("pool_upsample", kernel=4)
 
 
 @pytest.mark.parametrize("bad, arg", [
@@ -174,3 +208,34 @@ def test_registration_is_explicit_and_isolated():
         fresh.add("mine", mine, description="again")
     fresh.unregister("mine")
     assert "mine" not in fresh
+
+
+def _measured_receptive_extent(net: torch.nn.Module, size: int) -> int:
+    """Largest receptive-field extent (rows) over output rows near the centre, by back-propagation.
+
+    All weights are 1 and biases 0, BatchNorm is the identity (eval mode, fresh statistics) and the
+    input is positive, so every ReLU passes and the gradient is positive exactly on the receptive field.
+    """
+    with torch.no_grad():
+        for p in net.parameters():
+            p.fill_(1.0 if p.dim() > 1 else 0.0)
+    net.eval()
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.weight.data.fill_(1.0)
+    extent = 0
+    for row in range(size // 2 - 4, size // 2 + 4):
+        x = torch.ones(1, net.num_in_channels, size, size, requires_grad=True)
+        net(x)[0, 0, row, size // 2].backward()
+        rows = torch.nonzero(x.grad[0, 0].abs().sum(dim=1) > 0).flatten()
+        extent = max(extent, int(rows.max() - rows.min() + 1))
+    return extent
+
+
+@pytest.mark.parametrize("name", ["conv_transpose", "unet"])
+@pytest.mark.parametrize("kern", [3, 4, 5])
+def test_receptive_field_of_every_kernel_matches_back_propagation(name, kern):
+    from analysis.receptive import receptive_field
+    net = models.build(name, kernel=kern, num_filters=2, num_colours=2)
+    measured = _measured_receptive_extent(net, 64)
+    assert int(receptive_field(name, kernel=kern).size[0]) == measured

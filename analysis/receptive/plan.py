@@ -214,7 +214,11 @@ class Planner:
         if rule_key is None:
             raise ArchcountError(f"no rule for {node.type_name}, so its receptive field is unknown")
         if node.kind == "module":
-            return self.module_step(node, rule_key, node.params, deps)
+            torch_key = next((k for k in node.mro_keys if k.startswith("torch.nn.modules.")), None)
+            if torch_key is None:
+                raise ArchcountError(f"no receptive-field rule for {node.type_name} (its counting rule says "
+                                     f"nothing about windows)")
+            return self.module_step(node, torch_key, node.params, deps)
         return self.function_step(node, key, node.params, deps)
 
     def mk(self, node: OpNode, deps: tuple[Key, ...], kind: str, op: str, axes: Mapping[int, AxisOp] | None = None,
@@ -364,7 +368,9 @@ class Planner:
             return self.mk(node, deps, "apply", "identity"), [tags]
         if key == "torch.nn.modules.activation.GLU":
             return self.mk(node, deps, "apply", "identity"), [self.tags_of(x)]
-        return self.elementwise(node, deps, "identity")
+        if key.startswith(_IDENTITY_MODULES):
+            return self.elementwise(node, deps, "identity")
+        raise ArchcountError(f"no receptive-field rule for {node.type_name}")
 
     def adaptive_step(self, node: OpNode, deps: tuple[Key, ...], ref: Any, nd: int, target: Any
                       ) -> tuple[Step, list[tuple]]:
@@ -831,6 +837,12 @@ class Planner:
 
     def _repeat(self, node, deps, key, args, kwargs):
         return self._expand(node, deps, key, args, kwargs)
+
+
+#: torch modules that act position by position (normalisation statistics aside): identity for windows
+_IDENTITY_MODULES = ("torch.nn.modules.activation.", "torch.nn.modules.batchnorm.", "torch.nn.modules.instancenorm.",
+                     "torch.nn.modules.normalization.", "torch.nn.modules.dropout.", "torch.nn.modules.linear.Identity",
+                     "torch.nn.modules.channelshuffle.")
 
 
 def _is_full(sl: SliceArg) -> bool:

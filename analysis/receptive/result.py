@@ -124,6 +124,18 @@ class ReceptiveField:
                 "layers": [r.to_dict() for r in self.layers],
                 "assumptions": list(self.assumptions), "notes": list(self.notes)}
 
+    def _repr_markdown_(self) -> str:  # notebook display; rendering lives in reports.display
+        from reports.display import receptive_markdown
+        return receptive_markdown(self)
+
+    def _repr_latex_(self) -> str:
+        from reports.display import receptive_latex
+        return receptive_latex(self)
+
+    def _repr_html_(self) -> str:
+        from reports.display import receptive_html
+        return receptive_html(self)
+
 
 def _jval(x: Any) -> Any:
     if isinstance(x, bool) or x is None or isinstance(x, (int, str)):

@@ -31,17 +31,30 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cuda, mps or cpu")
     p.add_argument("--format", default="md,pdf", help="md, pdf or md,pdf (default)")
     p.add_argument("--verify-configs", type=int, default=1, help="random configurations per model to verify "
-                                                                  "besides the defaults (default 1)")
+                                                                  "besides the defaults (0..10000, default 1)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    import warnings
+
     from reports.report import build_report
-    res = build_report(args.out, models=args.models, runs=args.runs or ("runs" if args.train else None),
-                       train=args.train, epochs=args.epochs, data=args.data, formats=args.format, sweep=args.sweep,
-                       palette=args.palette, device=args.device, verify_configs=args.verify_configs,
-                       quiet=args.quiet, command="archcount " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
+    with warnings.catch_warnings(record=True) as caught:  # shown once each, as one line, on stderr
+        warnings.simplefilter("always")
+        try:
+            res = build_report(args.out, models=args.models, runs=args.runs or ("runs" if args.train else None),
+                               train=args.train, epochs=args.epochs, data=args.data, formats=args.format,
+                               sweep=args.sweep, palette=args.palette, device=args.device,
+                               verify_configs=args.verify_configs, quiet=args.quiet,
+                               command="archcount " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
+        finally:
+            seen = set()
+            for w in caught:
+                text = str(w.message)
+                if text not in seen and not issubclass(w.category, DeprecationWarning):
+                    seen.add(text)
+                    print(f"warning: {text}", file=sys.stderr)
     for path in (res.markdown, res.pdf):
         if path:
             print(f"wrote {path}")
