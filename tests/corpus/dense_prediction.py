@@ -179,7 +179,7 @@ register(Entry(
 register(Entry(
     "unet", unet, IMAGENET, IMAGENET_SIZES,
     "224 and 225 (odd): the pools floor and each up block pads the upsampled map to its skip's size",
-    rf_layers=(("outc.conv", 256), ("up1.up", 192)), rf_width=1 / 32, rf_walk=True, params=None,
+    rf_layers=(("outc.conv", 256), ("up1.up", 192)), rf_width=1 / 64, rf_walk=True, params=None,
     source="Ronneberger et al. 2015 (U-Net) with bilinear upsampling and channel halving as in "
            "milesial/Pytorch-UNet (n_channels=3, n_classes=2, bilinear=True); no published count"))
 register(Entry(

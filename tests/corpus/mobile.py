@@ -50,13 +50,13 @@ MOBILENET_V2 = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 
 
 
 class MobileNetV2(nn.Module):
-    def __init__(self, width: float = 1.0, num_classes: int = 1000) -> None:
+    def __init__(self, width: float = 1.0, num_classes: int = 1000, divisor: int = 8) -> None:
         super().__init__()
-        cin = make_divisible(32 * width)
-        self.last_channel = make_divisible(1280 * max(1.0, width))
+        cin = make_divisible(32 * width, divisor)
+        self.last_channel = make_divisible(1280 * max(1.0, width), divisor)
         features: list[nn.Module] = [ConvBNAct(3, cin, stride=2)]
         for t, c, n, s in MOBILENET_V2:
-            cout = make_divisible(c * width)
+            cout = make_divisible(c * width, divisor)
             for i in range(n):
                 features.append(InvertedResidual(cin, cout, s if i == 0 else 1, t))
                 cin = cout
@@ -72,7 +72,9 @@ class MobileNetV2(nn.Module):
 
 
 def mobilenet_v2(width: float = 1.0) -> MobileNetV2:
-    return MobileNetV2(width)
+    """Channels rounded to multiples of 8 as published; a thin build rounds to 1 (any width keeps the
+    depthwise structure valid)."""
+    return MobileNetV2(width, divisor=8 if width == 1.0 else 1)
 
 
 # ---------------------------------------------------------------------------- ShuffleNetV2
@@ -205,7 +207,7 @@ def efficientnet_b0(width: float = 1.0) -> EfficientNet:
 
 register(Entry(
     "mobilenet_v2", mobilenet_v2, IMAGENET, IMAGENET_SIZES, IMAGENET_WHY,
-    rf_layers=(("features.18.2", 512),), rf_width=0.25, params=3_504_872,
+    rf_layers=(("features.18.2", 512),), rf_width=1 / 16, params=3_504_872,
     source="Sandler et al. 2018, Table 2; torchvision mobilenet_v2: 3,504,872"))
 register(Entry(
     "shufflenet_v2", shufflenet_v2, IMAGENET, IMAGENET_SIZES, IMAGENET_WHY,
