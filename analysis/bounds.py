@@ -76,7 +76,7 @@ def _short(value: Any) -> str:
 _NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$|^[+-]?\d+/\d+$")
 
 
-def parse_exact_number(text: str, argument: str, *, max_exponent: int = 100, max_length: int = 200) -> sp.Rational:
+def parse_exact_number(text: str, argument: str, *, max_exponent: int = 100, max_length: int = 1000) -> sp.Rational:
     """An exact rational from ``12``, ``-3/4``, ``0.25``, ``1e6`` or ``1_000`` (nothing else is evaluated).
 
     The text's length and decimal exponent are bounded before any arithmetic.
@@ -88,7 +88,7 @@ def parse_exact_number(text: str, argument: str, *, max_exponent: int = 100, max
         raise ArchcountError(f"must be a number written as text, got {_short(text)}", argument=argument)
     body = text.strip().replace("_", "")
     if len(body) > max_length:
-        raise ArchcountError(f"is {len(body)} characters long; write a number of at most {max_length}",
+        raise ArchcountError(f"is {len(body)} characters long; write a number of at most {max_length} characters",
                              argument=argument)
     if not _NUMBER.match(body):
         raise ArchcountError(f"must be a number such as 12, 3/4, 0.25 or 1e6, got {_short(text)}",
