@@ -465,3 +465,22 @@ def test_huge_values_by_hand():
     assert solve_padding(BIG + 1, stride=2, transposed=True).solutions == ((BIG // 2, 1),)
     fam = solve_padding(BIG, stride=BIG).solutions
     assert isinstance(fam, SolutionRange) and len(fam) == BIG // 2 and fam[0] == (0, 0) and fam[-1] == (BIG // 2 - 1, 0)
+
+
+@FEW
+@given(K=st.integers(1, 6), s=st.integers(3, 7), pl=st.integers(0, 4), pr=st.integers(0, 2), d=st.integers(1, 3))
+def test_symbolic_taps_beyond_the_residue_limit_equal_enumeration(K, s, pl, pr, d):
+    """With fewer residue branches allowed than the stride, a right padding below the limit still
+    gets its compact Piecewise (one branch per overshoot), and a larger one is left unknown."""
+    import analysis.rules.taps as taps
+    old = taps.MAX_RESIDUE_BRANCHES
+    taps.MAX_RESIDUE_BRANCHES = 2
+    try:
+        sym_out = sp.floor((H + pl + pr - d * (K - 1) - 1) / s) + 1
+        count, n_min = exact_taps_1d(H, sym_out, K, s, pl, pr, d)
+        assert exact_taps_1d(H, sym_out, K, s, pl, 3, d) == (None, None)
+    finally:
+        taps.MAX_RESIDUE_BRANCHES = old
+    for n in range(max(1, n_min or 1, d * (K - 1) + 1 - pl - pr), 40):
+        out = (n + pl + pr - d * (K - 1) - 1) // s + 1
+        assert count.subs(H, n) == len(brute_conv_pairs(n, out, K, s, pl, d)), n
