@@ -121,7 +121,8 @@ def solve_for(symbol: str | sp.Symbol, model_a: Any, quantity: str, target: Any,
     eq = sp.Eq(total, target_value, evaluate=False)
     real = sp.Symbol(name, real=True)
     try:
-        solutions = sp.solve(sp.Eq(total.subs(sym, real), target_value, evaluate=False), real)
+        # simplify=False: the same roots for polynomial totals, without simplifying each one (30-200x faster)
+        solutions = sp.solve(sp.Eq(total.subs(sym, real), target_value, evaluate=False), real, simplify=False)
     except NotImplementedError:
         raise ArchcountError(f"sympy cannot solve {sp.sstr(total)} = {target_value} for {name} exactly",
                              argument="symbol") from None
