@@ -10,6 +10,8 @@ Two tables, run by the shared harness (:mod:`badinput`):
 """
 from __future__ import annotations
 
+import importlib
+
 import pytest
 import sympy as sp
 
@@ -111,39 +113,49 @@ def _err(id: str, argv: list[str], *names: str, status: int = 2, timeout: float 
     return CliCase(id, argv, names=names, status=status, timeout=timeout)
 
 
+def _layer(id: str, layer: str, *names: str) -> CliCase:
+    """``archcount shape LAYER --input 3x8x8``: a bad layer parameter."""
+    return _err(id, ["shape", layer, "--input", "3x8x8"], *names)
+
+
+def _input(id: str, shape: str, *names: str) -> CliCase:
+    """``archcount shape "conv k=3" --input SHAPE``: a bad input size."""
+    return _err(id, ["shape", "conv k=3", "--input", shape], *names)
+
+
 SOLVE = ["solve", "NF", "--model", "unet", "--kernel", "3", "--quantity", "weights"]
 
 CLI_ERRORS = [
     # shape: numbers too large, written out or in many digits
-    _err("shape-size-1e30", ["shape", "conv k=3", "--input", f"3x{T30}x5"], "--input", "at most 10^18"),
-    _err("shape-size-5000-digits", ["shape", "conv k=3", "--input", f"3x{D5000}x5"], "--input", "5000-digit"),
-    _err("shape-kernel-1e30", ["shape", f"conv k={T30}", "--input", "3x8x8"], "kernel", "at most 10^18"),
-    _err("shape-kernel-5000-digits", ["shape", f"conv k={D5000}", "--input", "3x8x8"], "k=", "5000-digit"),
-    _err("shape-stride-1e30", ["shape", f"conv k=3 s={T30}", "--input", "3x8x8"], "stride", "at most 10^18"),
-    _err("shape-padding-1e30", ["shape", f"conv k=3 p={T30}", "--input", "3x8x8"], "padding", "at most 10^18"),
-    _err("shape-dilation-1e30", ["shape", f"conv k=3 d={T30}", "--input", "3x8x8"], "dilation", "at most 10^18"),
-    _err("shape-size-above-1e18", ["shape", "conv k=3", "--input", f"1x{10 ** 18 + 1}x8"], "--input", "10^18"),
-    _err("shape-output-padding-1e30", ["shape", f"tconv k=3 s=2 op={T30}", "--input", "3x8x8"], "output_padding"),
-    _err("shape-upsample-1e30", ["shape", f"upsample x{T30}", "--input", "3x8x8"], "scale_factor"),
-    _err("shape-upsample-power", ["shape", "upsample x2**10**10", "--input", "3x8x8"], "scale_factor"),
+    _input("shape-size-1e30", f"3x{T30}x5", "--input", "at most 10^18"),
+    _input("shape-size-5000-digits", f"3x{D5000}x5", "--input", "5000-digit"),
+    _layer("shape-kernel-1e30", f"conv k={T30}", "kernel", "at most 10^18"),
+    _layer("shape-kernel-5000-digits", f"conv k={D5000}", "k=", "5000-digit"),
+    _layer("shape-stride-1e30", f"conv k=3 s={T30}", "stride", "at most 10^18"),
+    _layer("shape-padding-1e30", f"conv k=3 p={T30}", "padding", "at most 10^18"),
+    _layer("shape-dilation-1e30", f"conv k=3 d={T30}", "dilation", "at most 10^18"),
+    _input("shape-size-above-1e18", f"1x{10 ** 18 + 1}x8", "--input", "10^18"),
+    _layer("shape-output-padding-1e30", f"tconv k=3 s=2 op={T30}", "output_padding"),
+    _layer("shape-upsample-1e30", f"upsample x{T30}", "scale_factor"),
+    _layer("shape-upsample-power", "upsample x2**10**10", "scale_factor"),
     _err("shape-kernel-larger-than-input", ["shape", f"conv k={T12}", "--input", f"1x{10 ** 12 - 1}x{T12}"],
          "kernel", "larger than the padded input"),
     _err("shape-tconv-crops-everything", ["shape", f"tconv k=1 p={T12}", "--input", f"1x{T12}x{T12}"], "padding"),
     _err("shape-pool-padding-over-half", ["shape", f"maxpool k={T12} p={T12}", "--input", f"1x{T12}x{T12}"],
          "padding", "kernel/2"),
     # shape: zero, negative, non-integers, text
-    _err("shape-kernel-0", ["shape", "conv k=0", "--input", "3x8x8"], "kernel"),
-    _err("shape-kernel-negative", ["shape", "conv k=-3", "--input", "3x8x8"], "kernel"),
-    _err("shape-stride-0", ["shape", "conv k=3 s=0", "--input", "3x8x8"], "stride"),
-    _err("shape-padding-negative", ["shape", "conv k=3 p=-1", "--input", "3x8x8"], "padding"),
-    _err("shape-dilation-0", ["shape", "conv k=3 d=0", "--input", "3x8x8"], "dilation"),
-    _err("shape-kernel-fraction", ["shape", "conv k=2.5", "--input", "3x8x8"], "kernel"),
-    _err("shape-kernel-text", ["shape", "conv k=abc", "--input", "3x8x8"], "kernel"),
-    _err("shape-size-0", ["shape", "conv k=3", "--input", "3x0x8"], "--input"),
-    _err("shape-size-negative", ["shape", "conv k=3", "--input", "3x-8x8"], "--input"),
-    _err("shape-size-fraction", ["shape", "conv k=3", "--input", "3x2.5x8"], "--input"),
-    _err("shape-size-text", ["shape", "conv k=3", "--input", "3xabcx8"], "--input"),
-    _err("shape-size-empty", ["shape", "conv k=3", "--input", ""], "--input"),
+    _layer("shape-kernel-0", "conv k=0", "kernel"),
+    _layer("shape-kernel-negative", "conv k=-3", "kernel"),
+    _layer("shape-stride-0", "conv k=3 s=0", "stride"),
+    _layer("shape-padding-negative", "conv k=3 p=-1", "padding"),
+    _layer("shape-dilation-0", "conv k=3 d=0", "dilation"),
+    _layer("shape-kernel-fraction", "conv k=2.5", "kernel"),
+    _layer("shape-kernel-text", "conv k=abc", "kernel"),
+    _input("shape-size-0", "3x0x8", "--input"),
+    _input("shape-size-negative", "3x-8x8", "--input"),
+    _input("shape-size-fraction", "3x2.5x8", "--input"),
+    _input("shape-size-text", "3xabcx8", "--input"),
+    _input("shape-size-empty", "", "--input"),
     # padding
     _err("padding-kernel-1e30", ["padding", "--kernel", T30], "--kernel", "at most 10^18"),
     _err("padding-kernel-5000-digits", ["padding", "--kernel", D5000], "--kernel", "at most 10^18"),
@@ -206,24 +218,19 @@ def test_bad_sizes_on_the_command_line(case, tmp_path):
 
 # ----------------------------------------------------------------------------- Python API errors
 
-def _output_size(*args, **kwargs):
-    from analysis.shapes import output_size
-    return lambda: output_size(*args, **kwargs)
+def _later(path: str):
+    """``_later("pkg.mod.fn")(*args)``: a call of ``fn(*args)`` made when the case runs (imports included)."""
+    module, _, name = path.rpartition(".")
+
+    def bind(*args, **kwargs):
+        return lambda: getattr(importlib.import_module(module), name)(*args, **kwargs)
+    return bind
 
 
-def _solve_padding(*args, **kwargs):
-    from analysis.shapes import solve_padding
-    return lambda: solve_padding(*args, **kwargs)
-
-
-def _taps(*args):
-    from analysis.rules.taps import exact_taps_1d
-    return lambda: exact_taps_1d(*args)
-
-
-def _ttaps(*args):
-    from analysis.rules.taps import exact_transposed_taps_1d
-    return lambda: exact_transposed_taps_1d(*args)
+_output_size = _later("analysis.shapes.output_size")
+_solve_padding = _later("analysis.shapes.solve_padding")
+_taps = _later("analysis.rules.taps.exact_taps_1d")
+_ttaps = _later("analysis.rules.taps.exact_transposed_taps_1d")
 
 
 def _solve(target, symbol="NF", **kwargs):
