@@ -24,8 +24,8 @@ from .simplify import simplify_parity
 from .symbols import H, W, k
 from .table import CountTable, LayerRow, Unsupported, convention_values
 
-#: Largest input size (per axis) or channel count accepted (the user almost certainly mistyped).
-MAX_SIZE = 10**15
+#: Largest input size (per axis) or channel count accepted: torch's sizes are int64.
+from .bounds import MAX_INT as MAX_SIZE  # noqa: E402
 #: Numeric input sizes above this are counted in closed form: the forward is recorded at small
 #: sizes with the sizes symbolic, and the formulas are evaluated at the numbers given.
 CAPTURE_LIMIT = 2048
@@ -107,8 +107,8 @@ def _size(s: Any, argument: str, axis: str = "") -> Any:
         if s < 1:
             raise ArchcountError(f"sizes must be >= 1, got {s}" + (f" for {axis}" if axis else ""), argument=argument)
         if s > MAX_SIZE:
-            raise ArchcountError(f"size {s} is larger than archcount accepts ({MAX_SIZE:.0e}); give a symbol "
-                                 f"(H, W) for formulas in the size", argument=argument)
+            raise ArchcountError(f"must be at most 10^18, got {s}; give a symbol (H, W) for formulas in the size",
+                                 argument=argument)
     return s
 
 

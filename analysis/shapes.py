@@ -16,11 +16,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Any, Iterable, Union
+from collections.abc import Sequence
+from typing import Any, Iterable, Iterator, Union
 
 import sympy as sp
 
 from .errors import ArchcountError
+from .bounds import MAX_INT, bounded_int, check_bounds, parse_exact_number
+from .windows import conv_read_rows, transposed_read_inputs
 
 Size = Union[int, sp.Expr]
 
@@ -72,9 +75,10 @@ def _as_int_or_expr(x: Any, name: str) -> Size:
     raise ArchcountError(f"must be an integer or a sympy expression, got {x!r}", argument=name)
 
 
-def _check_min(x: Size, name: str, minimum: int, what: str = "") -> None:
-    if _is_num(x) and int(x) < minimum:
-        raise ArchcountError(f"must be >= {minimum}{what}, got {x}", argument=name)
+def _check_min(x: Size, name: str, minimum: int) -> None:
+    """A numeric ``x`` must lie in ``[minimum, MAX_INT]`` (every size is answered in closed form up to it)."""
+    if _is_num(x):
+        check_bounds(int(x), name, minimum=minimum)
 
 
 def _floor_div(a: Size, b: Size) -> Size:
@@ -138,6 +142,32 @@ def _upsample_len(n: Size, scale_factor: Any) -> Size:
     return sp.floor(n * sf) if not sf.is_integer else n * sf
 
 
+def _exact_scale(scale_factor: Any) -> sp.Expr:
+    """A positive exact scale from an int, Fraction, sympy number or text (never evaluated as code).
+
+    >>> _exact_scale("3/2"), _exact_scale(2), _exact_scale(sp.sqrt(2))
+    (3/2, 2, sqrt(2))
+    """
+    if isinstance(scale_factor, str):
+        sf: Any = parse_exact_number(scale_factor, "scale_factor")
+    elif isinstance(scale_factor, bool):
+        sf = None
+    elif isinstance(scale_factor, (int, Fraction)):
+        sf = sp.Rational(scale_factor)
+    elif isinstance(scale_factor, sp.Basic):
+        sf = scale_factor
+    else:
+        try:
+            sf = sp.nsimplify(scale_factor)
+        except (TypeError, ValueError, sp.SympifyError):
+            sf = None
+    if sf is None or not (sf.is_number and sf.is_real and sf > 0):
+        raise ArchcountError(f"must be a positive number, got {scale_factor!r}", argument="scale_factor")
+    if sf.is_Rational and max(abs(sf.p), sf.q) > MAX_INT:
+        raise ArchcountError(f"must be a ratio of integers of at most 10^18, got {sf}", argument="scale_factor")
+    return sf
+
+
 def out_len(kind: str, n: Size, kernel: Size | None = None, stride: Size | None = None, padding: Size = 0,
             dilation: Size = 1, output_padding: Size = 0, ceil_mode: bool = False,
             scale_factor: Any = None) -> Size:
@@ -163,16 +193,14 @@ def out_len(kind: str, n: Size, kernel: Size | None = None, stride: Size | None 
 
 def _dropped_rows(n: Size, kernel: Size, stride: Size, padding: Size, dilation: Size, out: Size,
                   ceil_mode: bool = False) -> Size | None:
-    """Input rows that no output window reads."""
+    """Input rows that no output window reads (closed form: :func:`analysis.windows.conv_read_rows`).
+
+    >>> _dropped_rows(10**12 + 1, 2, 2, 0, 1, 5 * 10**11)
+    1
+    """
     if all(_is_num(v) for v in (n, kernel, stride, padding, dilation, out)):
         n, kernel, stride, padding, dilation, out = (int(v) for v in (n, kernel, stride, padding, dilation, out))
-        seen = set()
-        for o in range(out):
-            for j in range(kernel):
-                pos = o * stride - padding + j * dilation
-                if 0 <= pos < n:
-                    seen.add(pos)
-        return n - len(seen)
+        return n - conv_read_rows(n, out, kernel, stride, padding, dilation)
     if _is_num(kernel) and _is_num(stride) and _is_num(dilation) and int(dilation) == 1 \
             and int(kernel) >= int(stride):
         if ceil_mode:
@@ -190,11 +218,14 @@ def _dropped_rows(n: Size, kernel: Size, stride: Size, padding: Size, dilation: 
 
 def _dropped_transposed(n: Size, kernel: Size, stride: Size, padding: Size, dilation: Size,
                         out: Size) -> Size | None:
-    """Input rows of a transposed conv whose every output position is cropped by the padding."""
+    """Input rows of a transposed conv whose every output position is cropped by the padding.
+
+    >>> _dropped_transposed(10**12, 1, 1, 1, 1, 10**12 - 2)   # k=1 p=1: the first and last rows
+    2
+    """
     if all(_is_num(v) for v in (n, kernel, stride, padding, dilation, out)):
         n, kernel, stride, padding, dilation, out = (int(v) for v in (n, kernel, stride, padding, dilation, out))
-        return sum(1 for i in range(n)
-                   if not any(0 <= i * stride - padding + j * dilation < out for j in range(kernel)))
+        return n - transposed_read_inputs(n, out, kernel, stride, padding, dilation)
     if _is_num(padding) and int(padding) == 0:
         return 0  # input i writes position i*s (j = 0), and i*s <= (n-1)*s < out
     return None
@@ -228,12 +259,9 @@ def output_size(kind: str, size: Size, kernel: Size | None = None, stride: Size 
                 raise ArchcountError(f"must be a positive number, got {scale_factor!r}", argument="scale_factor")
             sf: Any = int(scale_factor) if scale_factor.is_integer() else scale_factor
         else:
-            try:
-                sf = sp.nsimplify(scale_factor)
-            except (TypeError, ValueError, sp.SympifyError):
-                sf = None
-            if sf is None or not (sf.is_number and sf.is_real and sf > 0):
-                raise ArchcountError(f"must be a positive number, got {scale_factor!r}", argument="scale_factor")
+            sf = _exact_scale(scale_factor)
+        if not sf <= MAX_INT:
+            raise ArchcountError(f"must be at most 10^18, got {scale_factor!r}", argument="scale_factor")
         out = out_len(kind, n, scale_factor=scale_factor if isinstance(scale_factor, float) else sf)
         if _is_num(out) and int(out) < 1:
             raise ArchcountError(f"scale {scale_factor} turns size {n} into {out}; the output must be >= 1",
@@ -306,6 +334,73 @@ def output_size(kind: str, size: Size, kernel: Size | None = None, stride: Size 
 
 # --------------------------------------------------------------------------- padding solver
 
+#: Families of padding solutions longer than this are kept as a :class:`SolutionRange`, not a tuple.
+MAX_LISTED = 1000
+
+
+@dataclass(frozen=True, eq=False)
+class SolutionRange(Sequence):
+    """``count`` pairs ``(p0 + i*dp, op0 + i*dop)``: a family of padding solutions too long to list.
+
+    A huge stride or dilation admits about ``max(stride, dilation)/2`` paddings; they form an
+    arithmetic family, held here in O(1) space.  It compares equal to a tuple of the same pairs.
+
+    >>> r = SolutionRange((0, 0), (1, 0), 5 * 10**11)
+    >>> len(r), r[-1], (7, 0) in r, (7, 1) in r
+    (500000000000, (499999999999, 0), True, False)
+    """
+
+    first: tuple[int, int]
+    step: tuple[int, int]
+    count: int
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return tuple(self[i] for i in range(*index.indices(min(self.count, MAX_LISTED))))
+        i = int(index)
+        if i < 0:
+            i += self.count
+        if not 0 <= i < self.count:
+            raise IndexError(index)
+        return (self.first[0] + i * self.step[0], self.first[1] + i * self.step[1])
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        for i in range(self.count):
+            yield self[i]
+
+    def __contains__(self, pair: Any) -> bool:
+        try:
+            p, op = (int(v) for v in pair)
+        except (TypeError, ValueError):
+            return False
+        i = (p - self.first[0]) // self.step[0] if self.step[0] else 0
+        return 0 <= i < self.count and self[i] == (p, op)
+
+    def __eq__(self, other: Any) -> bool:
+        if isinstance(other, SolutionRange):
+            return (self.first, self.step, self.count) == (other.first, other.step, other.count)
+        if isinstance(other, (tuple, list)):
+            return len(other) == self.count and all(self[i] == tuple(v) for i, v in enumerate(other))
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"SolutionRange({self[0]}, {self[1]}, ..., {self[-1]}; {self.count} pairs)"
+
+
+def _family(first: tuple[int, int], step: tuple[int, int], count: int) -> Sequence[tuple[int, int]]:
+    """A tuple when it is short enough to list, else a :class:`SolutionRange`."""
+    if count <= 0:
+        return ()
+    if count > MAX_LISTED:
+        return SolutionRange(first, step, count)
+    return tuple((first[0] + i * step[0], first[1] + i * step[1]) for i in range(count))
+
+
 @dataclass(frozen=True)
 class PaddingSolution:
     """The integer paddings that give ``out = scale * in`` for every input in ``valid_for``."""
@@ -315,7 +410,8 @@ class PaddingSolution:
     dilation: int
     transposed: bool
     scale: sp.Rational
-    solutions: tuple[tuple[Any, Any], ...]  #: (padding, output_padding) pairs; may hold formulas
+    #: (padding, output_padding) pairs; may hold formulas; a SolutionRange when longer than MAX_LISTED
+    solutions: Sequence[tuple[Any, Any]]
     valid_for: str
     reason: str | None = None  #: why there is no solution, when there is none
     general: tuple[str, ...] = ()  #: general formulas, in words
@@ -330,9 +426,12 @@ class PaddingSolution:
         return {
             "kernel": s(self.kernel), "stride": self.stride, "dilation": self.dilation,
             "transposed": self.transposed, "scale": sp.sstr(self.scale),
-            "solutions": [[s(p), s(op)] for p, op in self.solutions],
+            "solutions": [[s(p), s(op)] for p, op in self.solutions[:MAX_LISTED]],
+            "count": len(self.solutions),
             "by_parity": {key: [[s(p), s(op)] for p, op in sols] for key, sols in self.by_parity.items()},
             "valid_for": self.valid_for, "reason": self.reason, "general": list(self.general),
+            **({"listed": MAX_LISTED, "step": list(self.solutions.step)}
+               if isinstance(self.solutions, SolutionRange) else {}),
         }
 
 
@@ -342,7 +441,9 @@ def _parse_scale(scale: Any, stride: int, transposed: bool) -> sp.Rational:
     if scale is None or scale is ...:
         return possible
     try:
-        value = sp.Rational(Fraction(str(scale))) if isinstance(scale, str) else sp.nsimplify(scale)
+        value = parse_exact_number(scale, "scale") if isinstance(scale, str) else sp.nsimplify(scale)
+    except ArchcountError:
+        raise
     except (ValueError, TypeError, ZeroDivisionError, sp.SympifyError):
         raise ArchcountError(f"must be a positive number such as 1, 1/2 or 2, got {scale!r}",
                              argument="scale") from None
@@ -377,19 +478,25 @@ def _conv_range(kernel: int, stride: int, dilation: int) -> tuple[int, int]:
 
 
 def _solve_numeric(kernel: int, stride: int, dilation: int, transposed: bool, scale: sp.Rational
-                   ) -> tuple[tuple[tuple[int, int], ...], str, str | None]:
+                   ) -> tuple[Sequence[tuple[int, int]], str, str | None]:
+    """All solutions in closed form: an interval of paddings (conv) or every other output padding (transposed).
+
+    >>> _solve_numeric(10**12 + 1, 2, 1, True, sp.Integer(2))[0]   # odd k: p = (k-1)/2, op = 1
+    ((500000000000, 1),)
+    """
     # (_parse_scale has rejected every scale but stride resp. 1/stride)
     if transposed:
-        sols = []
-        for op in range(max(stride, dilation)):
-            twice_p = dilation * (kernel - 1) + 1 - stride + op
-            if twice_p >= 0 and twice_p % 2 == 0:
-                sols.append((twice_p // 2, op))
+        # 2p = c + op with c = d(k-1) + 1 - s, p >= 0 and 0 <= op < max(s, d): op >= -c, op = c mod 2
+        c = dilation * (kernel - 1) + 1 - stride
+        limit = max(stride, dilation)
+        op0 = max(0, -c)
+        op0 += (c + op0) % 2
+        count = max(0, -((op0 - limit) // 2))  # op0, op0 + 2, ... < limit
         valid = "all input sizes >= 1"
-        if not sols:
-            return (), valid, (f"2p = d(k-1) + 1 - s + op = {dilation * (kernel - 1) + 1 - stride} + op "
-                               f"has no solution with p >= 0 and 0 <= op < {max(stride, dilation)}")
-        return tuple(sols), valid, None
+        if not count:
+            return (), valid, (f"2p = d(k-1) + 1 - s + op = {c} + op "
+                               f"has no solution with p >= 0 and 0 <= op < {limit}")
+        return _family(((c + op0) // 2, op0), (1, 2), count), valid, None
     lo, hi = _conv_range(kernel, stride, dilation)
     valid = "all input sizes" if stride == 1 else f"all input sizes divisible by {stride} (in >= {stride})"
     if lo > hi:
@@ -401,7 +508,7 @@ def _solve_numeric(kernel: int, stride: int, dilation: int, transposed: bool, sc
         else:
             why = f"no integer p with {dilation * (kernel - 1) + 1 - stride} <= 2p <= {dilation * (kernel - 1)}"
         return (), valid, why
-    return tuple((p, 0) for p in range(lo, hi + 1)), valid, None
+    return _family((lo, 0), (1, 0), hi - lo + 1), valid, None
 
 
 def solve_padding(kernel: Size, stride: int = 1, dilation: int = 1, transposed: bool = False,
@@ -419,14 +526,13 @@ def solve_padding(kernel: Size, stride: int = 1, dilation: int = 1, transposed: 
     >>> solve_padding(k, stride=2, transposed=True).solutions
     ((floor(k/2 - 1/2), k - 2*floor(k/2)),)
     """
-    from .errors import require_positive_int
-    stride = require_positive_int(stride, "stride")
-    dilation = require_positive_int(dilation, "dilation")
+    stride = bounded_int(stride, "stride", minimum=1)
+    dilation = bounded_int(dilation, "dilation", minimum=1)
     scale_r = _parse_scale(scale, stride, transposed)
     general = general_padding_formulas()
     if isinstance(kernel, sp.Basic) and not kernel.is_number:
         return _solve_symbolic(kernel, stride, dilation, transposed, scale_r, general)
-    kernel = require_positive_int(kernel if not isinstance(kernel, sp.Basic) else int(kernel), "kernel")
+    kernel = bounded_int(kernel, "kernel", minimum=1)
     sols, valid, why = _solve_numeric(kernel, stride, dilation, transposed, scale_r)
     return PaddingSolution(kernel, stride, dilation, transposed, scale_r, sols, valid, why, general)
 
@@ -452,6 +558,16 @@ def _solve_symbolic(kernel: sp.Expr, stride: int, dilation: int, transposed: boo
             continue
         if len(counts) != 1:
             by_parity[parity] = ()
+            if reason is None:
+                reason = (f"{parity} k: the number of paddings changes with k ("
+                          + ", ".join(f"{len(s)} for k={kv}" for kv, s in zip(ks, per_k))
+                          + "); give a numeric kernel")
+            continue
+        if max(counts) > MAX_LISTED:
+            by_parity[parity] = ()
+            if reason is None:
+                reason = (f"{parity} k: more than {MAX_LISTED} paddings for each kernel (stride {stride}, "
+                          f"dilation {dilation}); give a numeric kernel for the whole family")
             continue
         forms = []
         for idx in range(counts.pop()):

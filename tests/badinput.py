@@ -34,7 +34,7 @@ from typing import Any, Callable, Mapping, Sequence
 REPO = Path(__file__).resolve().parents[1]
 
 
-class CaseTimeout(Exception):
+class CaseTimeout(BaseException):
     """Raised inside an in-process case when its time limit expires."""
 
 

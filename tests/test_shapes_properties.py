@@ -272,3 +272,215 @@ def test_fractional_downsample_drops_rows_so_dropped_is_unknown():
     read = read_rows(nn.Upsample(scale_factor=0.5), 8, 8)
     assert read.count(False) == 4
     assert output_size("upsample", 8, scale_factor=0.5).dropped is None
+
+
+# ----------------------------------------------------------------------------- (5) closed forms = brute force
+#
+# The library counts windows in closed form (analysis.windows); these oracles enumerate the
+# definitions position by position, on small random parameters.
+
+from analysis.rules.taps import exact_taps_1d, exact_transposed_taps_1d, window_taps  # noqa: E402
+from analysis.shapes import MAX_LISTED, SolutionRange, _family  # noqa: E402
+from analysis.windows import (clamped_sum, conv_read_rows, conv_taps, floor_sum, transposed_read_inputs,  # noqa: E402
+                              transposed_taps)
+
+MANY = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def brute_conv_pairs(n: int, out: int, K: int, s: int, pl: int, d: int) -> list[int]:
+    """Every tap position ``o*s - pl + j*d`` of ``out`` windows that lies in ``[0, n)``."""
+    return [o * s - pl + j * d for o in range(out) for j in range(K) if 0 <= o * s - pl + j * d < n]
+
+
+def brute_transposed(n: int, K: int, s: int, p: int, op: int, d: int) -> tuple[int, int]:
+    """(pairs whose target survives the crop, inputs with a surviving target), by enumeration."""
+    out = (n - 1) * s - 2 * p + d * (K - 1) + op + 1
+    hits = [[0 <= i * s + j * d - p < out for j in range(K)] for i in range(n)]
+    return sum(map(sum, hits)), sum(1 for row in hits if any(row))
+
+
+@MANY
+@given(n=st.integers(0, 40), m=st.integers(1, 15), a=st.integers(-50, 50), b=st.integers(-50, 50))
+def test_floor_sum_is_the_sum_of_floors(n, m, a, b):
+    assert floor_sum(n, m, a, b) == sum((a * i + b) // m for i in range(n))
+
+
+@MANY
+@given(A=st.integers(-30, 60), N=st.integers(0, 30), s=st.integers(1, 7), d=st.integers(1, 7), K=st.integers(0, 9))
+def test_clamped_sum_counts_pairs_left_of_a_bound(A, N, s, d, K):
+    assert clamped_sum(A, N, s, d, K) == sum(1 for o in range(N) for j in range(K) if o * s + j * d < A)
+
+
+window_params = dict(n=st.integers(1, 40), out=st.integers(0, 40), K=st.integers(1, 9), s=st.integers(1, 8),
+                     pl=st.integers(0, 12), d=st.integers(1, 7))
+
+
+@MANY
+@given(**window_params)
+def test_conv_taps_and_read_rows_equal_enumeration(n, out, K, s, pl, d):
+    hits = brute_conv_pairs(n, out, K, s, pl, d)
+    assert conv_taps(n, out, K, s, pl, d) == window_taps(n, out, K, s, pl, d) == len(hits)
+    assert conv_read_rows(n, out, K, s, pl, d) == len(set(hits))
+
+
+@MANY
+@given(n=st.integers(1, 30), K=st.integers(1, 9), s=st.integers(1, 8), p=st.integers(0, 14), op=st.integers(0, 7),
+       d=st.integers(1, 7))
+def test_transposed_counts_equal_enumeration(n, K, s, p, op, d):
+    out = (n - 1) * s - 2 * p + d * (K - 1) + op + 1
+    pairs, inputs = brute_transposed(n, K, s, p, op, d) if out > 0 else (0, 0)
+    assert transposed_taps(n, K, s, p, op, d) == pairs
+    assert transposed_read_inputs(n, out, K, s, p, d) == inputs
+
+
+@MANY
+@given(n=st.integers(1, 40), K=st.integers(1, 8), s=st.integers(1, 6), pl=st.integers(0, 8), pr=st.integers(0, 8),
+       d=st.integers(1, 5))
+def test_exact_taps_1d_numeric_and_symbolic_equal_enumeration(n, K, s, pl, pr, d):
+    span = n + pl + pr - d * (K - 1) - 1
+    if span < 0:
+        return
+    out = span // s + 1
+    expected = len(brute_conv_pairs(n, out, K, s, pl, d))
+    assert exact_taps_1d(n, out, K, s, pl, pr, d) == (expected, None)
+    sym_out = sp.floor((H + pl + pr - d * (K - 1) - 1) / s) + 1
+    count, n_min = exact_taps_1d(H, sym_out, K, s, pl, pr, d)
+    if n >= (n_min or 1):
+        assert count.subs(H, n) == expected
+
+
+@MANY
+@given(n=st.integers(1, 30), K=st.integers(1, 8), s=st.integers(1, 6), p=st.integers(0, 10), op=st.integers(0, 5),
+       d=st.integers(1, 5))
+def test_exact_transposed_taps_1d_numeric_and_symbolic_equal_enumeration(n, K, s, p, op, d):
+    if (n - 1) * s - 2 * p + d * (K - 1) + op + 1 < 1:
+        return
+    expected = brute_transposed(n, K, s, p, op, d)[0]
+    assert exact_transposed_taps_1d(n, K, s, p, op, d) == (expected, None)
+    count, n_min = exact_transposed_taps_1d(H, K, s, p, op, d)
+    if n >= n_min:
+        assert count.subs(H, n) == expected
+
+
+@MANY
+@given(kind=st.sampled_from(["conv", "maxpool"]), n=st.integers(1, 40), k=st.integers(1, 8), s=st.integers(1, 7),
+       p=st.integers(0, 6), d=st.integers(1, 5), ceil=st.booleans())
+def test_dropped_rows_equal_enumeration(kind, n, k, s, p, d, ceil):
+    if kind == "conv":
+        ceil = False
+    elif 2 * p > k:
+        p = k // 2
+    try:
+        res = output_size(kind, n, k, stride=s, padding=p, dilation=d, ceil_mode=ceil)
+    except ArchcountError:
+        return
+    assert res.dropped == n - len(set(brute_conv_pairs(n, res.size, k, s, p, d)))
+
+
+@MANY
+@given(n=st.integers(1, 30), k=st.integers(1, 8), s=st.integers(1, 6), p=st.integers(0, 12), op=st.integers(0, 5),
+       d=st.integers(1, 5))
+def test_dropped_transposed_inputs_equal_enumeration(n, k, s, p, op, d):
+    op = op % max(s, d)
+    try:
+        res = output_size("transposed", n, k, stride=s, padding=p, dilation=d, output_padding=op)
+    except ArchcountError:
+        return
+    assert res.dropped == n - brute_transposed(n, k, s, p, op, d)[1]
+
+
+def brute_paddings(k: int, s: int, d: int, transposed: bool) -> list[tuple[int, int]]:
+    """Every (p, op) for which the output formula equals scale*in on the whole input class (enumerated)."""
+    found = []
+    for p in range(d * k + s + 2):
+        for op in (range(max(s, d)) if transposed else (0,)):
+            if transposed:
+                ok = all((n - 1) * s - 2 * p + d * (k - 1) + op + 1 == s * n for n in (1, 2, 3))
+            else:  # in = s*m: floor((s*m + 2p - d(k-1) - 1)/s) + 1 == m for every m >= 1
+                ok = all((s * m + 2 * p - d * (k - 1) - 1) // s + 1 == m and s * m + 2 * p >= d * (k - 1) + 1
+                         for m in (1, 2, 3))
+            if ok:
+                found.append((p, op))
+    return found
+
+
+@MANY
+@given(k=st.integers(1, 12), s=st.integers(1, 9), d=st.integers(1, 6), transposed=st.booleans())
+def test_padding_solutions_in_closed_form_equal_enumeration(k, s, d, transposed):
+    sol = solve_padding(k, stride=s, dilation=d, transposed=transposed)
+    assert list(sol.solutions) == brute_paddings(k, s, d, transposed)
+
+
+@pytest.mark.parametrize("first, step, count", [((0, 0), (1, 0), 7), ((3, 1), (1, 2), 5), ((2, 0), (1, 0), 1)])
+def test_solution_range_behaves_like_the_tuple_it_stands_for(first, step, count):
+    listed = tuple((first[0] + i * step[0], first[1] + i * step[1]) for i in range(count))
+    family = SolutionRange(first, step, count)
+    assert family == listed and listed == family and list(family) == list(listed) and len(family) == count
+    assert family[-1] == listed[-1] and family[0] == listed[0]
+    assert all(pair in family for pair in listed)
+    assert (first[0], first[1] + 1) not in family and (first[0] - 1, first[1]) not in family
+    with pytest.raises(IndexError):
+        family[count]
+    assert _family(first, step, count) == listed and isinstance(_family(first, step, count), tuple)
+    assert isinstance(_family(first, step, MAX_LISTED + 1), SolutionRange)
+
+
+# ----------------------------------------------------------------------------- (6) huge sizes, exact values
+#
+# At 10^12 the oracle cannot enumerate; the symbolic formula (borders and residues) and hand-derived
+# closed forms give the expected values through a different path than the numeric one.
+
+BIG = 10 ** 12
+
+
+@pytest.mark.parametrize("K, s, pl, pr, d", [(3, 1, 1, 1, 1), (3, 2, 1, 1, 1), (5, 3, 2, 2, 2), (4, 2, 1, 2, 1),
+                                             (7, 4, 3, 3, 3), (2, 5, 0, 4, 1)])
+@pytest.mark.parametrize("r", range(6))
+def test_huge_taps_equal_the_symbolic_formula(K, s, pl, pr, d, r):
+    n = BIG + r
+    out = (n + pl + pr - d * (K - 1) - 1) // s + 1
+    count, _ = exact_taps_1d(H, sp.floor((H + pl + pr - d * (K - 1) - 1) / s) + 1, K, s, pl, pr, d)
+    assert exact_taps_1d(n, out, K, s, pl, pr, d)[0] == count.subs(H, n)
+    tcount, _ = exact_transposed_taps_1d(H, K, s, pl, 0, d)
+    assert exact_transposed_taps_1d(n, K, s, pl, 0, d)[0] == tcount.subs(H, n)
+
+
+def test_huge_values_by_hand():
+    # k=3 s=1 p=1 ("same"): every row read 3 times but the 2 border taps: 3n - 2
+    assert exact_taps_1d(BIG, BIG, 3, 1, 1, 1, 1)[0] == 3 * BIG - 2
+    # k=3 s=2 p=1 on even n: n/2 windows, one tap lost on the left
+    assert exact_taps_1d(BIG, BIG // 2, 3, 2, 1, 1, 1)[0] == 3 * BIG // 2 - 1
+    # a "full" conv, kernel 10^12 and p = k-1 on n = k rows: 2k-1 windows, each row read by k of them;
+    # the first k windows alone read row x k-x times: k(k+1)/2
+    k = BIG
+    assert exact_taps_1d(k, 2 * k - 1, k, 1, k - 1, k - 1, 1)[0] == k * k
+    assert exact_taps_1d(k, k, k, 1, k - 1, k - 1, 1)[0] == k * (k + 1) // 2
+    # stride-2 k=2 pooling of an odd size drops the last row; dilation 10^12 on 2*10^12+1 rows reads 2
+    assert output_size("maxpool", BIG + 1, 2).dropped == 1
+    assert output_size("conv", 2 * BIG + 1, 2, dilation=2 * BIG).dropped == 2 * BIG - 1
+    # a k=1 transposed conv with p=1 crops its first and last input
+    assert output_size("transposed", BIG, 1, padding=1).dropped == 2
+    # halving with a 10^12 kernel: p = floor((k-1)/2); doubling: (floor((k-1)/2), k mod 2)
+    assert solve_padding(BIG, stride=2).solutions == ((BIG // 2 - 1, 0),)
+    assert solve_padding(BIG + 1, stride=2, transposed=True).solutions == ((BIG // 2, 1),)
+    fam = solve_padding(BIG, stride=BIG).solutions
+    assert isinstance(fam, SolutionRange) and len(fam) == BIG // 2 and fam[0] == (0, 0) and fam[-1] == (BIG // 2 - 1, 0)
+
+
+@FEW
+@given(K=st.integers(1, 6), s=st.integers(3, 7), pl=st.integers(0, 4), pr=st.integers(0, 2), d=st.integers(1, 3))
+def test_symbolic_taps_beyond_the_residue_limit_equal_enumeration(K, s, pl, pr, d):
+    """With fewer residue branches allowed than the stride, a right padding below the limit still
+    gets its compact Piecewise (one branch per overshoot), and a larger one is left unknown."""
+    import analysis.rules.taps as taps
+    old = taps.MAX_RESIDUE_BRANCHES
+    taps.MAX_RESIDUE_BRANCHES = 2
+    try:
+        sym_out = sp.floor((H + pl + pr - d * (K - 1) - 1) / s) + 1
+        count, n_min = exact_taps_1d(H, sym_out, K, s, pl, pr, d)
+        assert exact_taps_1d(H, sym_out, K, s, pl, 3, d) == (None, None)
+    finally:
+        taps.MAX_RESIDUE_BRANCHES = old
+    for n in range(max(1, n_min or 1, d * (K - 1) + 1 - pl - pr), 40):
+        out = (n + pl + pr - d * (K - 1) - 1) // s + 1
+        assert count.subs(H, n) == len(brute_conv_pairs(n, out, K, s, pl, d)), n

@@ -58,7 +58,9 @@ def receptive_field(model: Any, *, input_size: Any = None, input_shape: Any = No
         sizes = input_sizes(input_size, spec=spec, model=spec.name if spec else None)
         req = _default_request(model, hparams, sizes)
         req = InputRequest(req.shapes, req.dtypes, default_channels=1)  # windows do not depend on channels
-    graph = _capture(model, hparams, symbols, registry, req)
+    from ..counting import _lift_large_sizes
+    capture_req, _ = _lift_large_sizes(req)  # huge inputs: record small, windows do not depend on the size
+    graph = _capture(model, hparams, symbols, registry, capture_req)
     steps, n = plan(graph, registry)
     sizes = tuple(req.shapes[0][1:1 + n]) if req.shapes and len(req.shapes[0]) > n else ()
     symbolic = _uses_k(graph)

@@ -13,7 +13,7 @@ from ..errors import ArchcountError
 from ..shapes import out_len
 from .core import (RULES, LayerCounts, LayerSpec, Rule, Shape, _is_num, _need_input, _num, _positive, _same,
                    _tuple, prod)
-from .taps import _brute_taps, exact_taps_1d, exact_transposed_taps_1d
+from .taps import exact_taps_1d, exact_transposed_taps_1d, window_taps
 
 
 # --------------------------------------------------------------------------- conv family
@@ -177,7 +177,7 @@ def pool_rule_factory(ndim: int, kind: str) -> Rule:
                 exact_dims.append(None)
                 continue
             if ceil_mode:
-                taps = _brute_taps(int(n), int(o), int(K[i]), int(s[i]), int(pad[i]), int(d[i]))
+                taps = window_taps(int(n), int(o), int(K[i]), int(s[i]), int(pad[i]), int(d[i]))
                 n_min = None
             else:
                 taps, n_min = exact_taps_1d(n, o, K[i], s[i], pad[i], pad[i], d[i])

@@ -62,9 +62,8 @@ def parse_input(text: str) -> tuple[Any, ...]:
     dims: list[Any] = []
     for part in parts:
         if part.isdigit():
-            if len(part) > 18 or int(part) > MAX_SIZE:
-                raise ArchcountError(f"dimension {part} is larger than archcount accepts ({MAX_SIZE:.0e})",
-                                     argument="--input")
+            if len(part) > 19 or int(part) > MAX_SIZE:
+                raise ArchcountError(f"dimensions must be at most 10^18, got {part[:40]}", argument="--input")
             value = int(part)
             if value < 1:
                 raise ArchcountError(f"dimensions must be >= 1, got {value}", argument="--input")

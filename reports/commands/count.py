@@ -39,11 +39,15 @@ def parse_size(text: str | None) -> Any:
     from analysis.symbols import H, W
     if text is None:
         return (H, W)
+    from analysis.bounds import bounded_int
     parts = text.lower().replace("×", "x").split("x")
+    if any(len(p.strip()) > 40 for p in parts):
+        raise ArchcountError("must be at most 10^18 (a number of more than 40 digits)", argument="--size")
     try:
-        values = [int(p) for p in parts]
+        ints = [int(p) for p in parts]
     except ValueError:
         raise ArchcountError(f"expected N or HxW, got {text!r}", argument="--size") from None
+    values = [bounded_int(v, "--size", minimum=1) for v in ints]
     if len(values) == 1:
         values = values * 2
     if len(values) != 2 or min(values) < 1:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from typing import Any
 
 import sympy as sp
@@ -43,6 +44,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+#: Solutions listed one by one; a longer family shows its first three and last two.
+SHOWN = 12
+
+
 def _flag_errors(exc: ArchcountError) -> ArchcountError:
     """The same error with the argument written as its command-line flag."""
     flags = {"kernel": "--kernel", "stride": "--stride", "dilation": "--dilation", "scale": "--scale"}
@@ -56,6 +61,9 @@ def _parse_kernel(text: str) -> Any:
     text = text.strip()
     if text in ("k", "K"):
         return K_SYMBOL
+    if re.fullmatch(r"[+-]?\d{20,}", text):
+        raise ArchcountError(f"must be at most 10^18, got a {len(text.lstrip('+-'))}-digit number",
+                             argument="--kernel")
     try:
         return int(text)
     except ValueError:
@@ -116,10 +124,16 @@ def _print_solution(sol: PaddingSolution) -> None:
             for p, op in sol.solutions:
                 print(f"  any k: {_pair(p, op, sol.transposed)}")
     elif sol.solutions:
-        print(f"{len(sol.solutions)} solutions:" if len(sol.solutions) > 1 else "the only solution:")
-        for p, op in sol.solutions:
+        count = len(sol.solutions)
+        print(f"{count} solutions:" if count > 1 else "the only solution:")
+        shown = range(count) if count <= SHOWN else (0, 1, 2, count - 2, count - 1)
+        for i in shown:
+            p, op = sol.solutions[i]
             value = f"(padding, output_padding) = ({p}, {op})" if sol.transposed else f"padding = {p}"
             print(f"  {value}   e.g. {_example(sol, p, op)}")
+            if count > SHOWN and i == 2:
+                gap = ("padding by 1 and output_padding by 2" if sol.transposed else "padding by 1")
+                print(f"  ... {count - 5} more in between, each step adding {gap}")
     if sol.reason:
         print(f"{'no solution' if not sol.ok else 'note'}: {sol.reason}")
 

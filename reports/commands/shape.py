@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 
+from analysis.bounds import MAX_INT_TEXT
 from analysis.errors import ArchcountError
 from analysis.layertext import SYNTAX_HELP, chain_output_shape, format_shape, format_value, parse_shape
 
@@ -33,7 +35,27 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+#: A run of this many digits is far beyond the largest size (10^18): refused before any parsing, since
+#: Python will not even convert a 4301-digit string to an int.
+_LONG_NUMBER = re.compile(r"(?:(\w+)\s*=\s*)?[+-]?\d{40,}")
+
+
+def _refuse_long_numbers(args: argparse.Namespace) -> None:
+    """An error naming ``--input`` or the layer key whose number has far more digits than 10^18."""
+    for text in [args.input, *args.layers]:
+        match = _LONG_NUMBER.search(text)
+        if match is None:
+            continue
+        digits = sum(ch.isdigit() for ch in match.group(0)[len(match.group(1) or ""):])
+        reason = f"a {digits}-digit number; every size and layer parameter must be at most {MAX_INT_TEXT}"
+        if text is args.input:
+            raise ArchcountError(reason, argument="--input")
+        raise ArchcountError(reason, argument=f"{match.group(1)}=" if match.group(1) else "LAYER",
+                             layer=text if len(text) <= 80 else text[:77] + "...")
+
+
 def run(args: argparse.Namespace) -> int:
+    _refuse_long_numbers(args)
     try:
         shape = parse_shape(args.input)
         answers = chain_output_shape(" ; ".join(args.layers), shape)

@@ -6,6 +6,9 @@ import argparse
 EPILOG = """example:
   archcount solve N --model mnist_global_pool --equal-to mnist_fixed --quantity weights --convention parameters
   archcount solve NF --model unet --equal-to 100000 --quantity weights --kernel 3
+
+Exit status: 0 with the nearest integers, 1 when no positive value solves it (the reason is
+printed; --json says "ok": false), 2 on a usage error.  The target is at most 10^100.
 """
 
 
@@ -25,23 +28,35 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+#: Arguments of solve_for, as the flags that set them.
+FLAGS = {"target": "--equal-to", "quantity": "--quantity", "size": "--size", "input_size": "--size"}
+
+
 def run(args: argparse.Namespace) -> int:
+    """Print the root and the nearest integers; exit 1 (with the reason) when no positive value exists."""
     from analysis.counting import solve_for
+    from analysis.errors import ArchcountError
     from reports import formatting
     from .count import hparams_from, parse_size
-    size = parse_size(args.size) if args.size else None
-    res = solve_for(args.symbol, args.model, args.quantity, args.target, convention=args.convention,
-                    switches=args.switches, input_size=size, **hparams_from(args))
+    try:
+        size = parse_size(args.size) if args.size else None
+        res = solve_for(args.symbol, args.model, args.quantity, args.target, convention=args.convention,
+                        switches=args.switches, input_size=size, **hparams_from(args))
+    except ArchcountError as exc:
+        if exc.argument in FLAGS:
+            raise ArchcountError(exc.reason, argument=FLAGS[exc.argument], model=exc.model, layer=exc.layer,
+                                 shapes=exc.shapes, hint=exc.hint) from None
+        raise
     if args.json:
         print(formatting.json_text(res.to_dict()))
-        return 0
+        return 0 if res.ok else 1
     print(f"{res.quantity} of {args.model} = {formatting.fmt_value(res.equation.lhs)}")
     print(f"target ({args.target}) = {formatting.fmt_value(res.target)}")
-    if not res.roots:
-        print(f"no positive real {res.symbol} solves it")
+    if not res.ok:
+        print(f"no solution: {res.reason}")
         return 1
-    for r in res.roots:
-        print(f"exact root: {res.symbol} = {formatting.fmt_value(r)} ≈ {float(r):.4f}")
+    for r, approx in zip(res.roots, res.roots_float):
+        print(f"exact root: {res.symbol} = {formatting.fmt_value(r)} ≈ {approx:.4f}")
     print(formatting.text_table([{"value": v, "total": t, "difference": d} for v, t, d in res.candidates]))
-    print(f"closest integer: {res.symbol} = {res.best}")
+    print(f"closest integer: {res.symbol} = {res.best}" + ("" if res.exact else " (none gives the target exactly)"))
     return 0
