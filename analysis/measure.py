@@ -61,6 +61,7 @@ METHODS: dict[str, str] = {
     "upsample.taps": "definition: 1 tap per output (nearest), 2 per axis (linear), 4 per axis (cubic)",
     "norm.include": "definition: one connection per output",
     "matmul.include": "torch.utils.flop_counter.FlopCounterMode on the recorded call, divided by 2",
+    "reduce.include": "definition: every input element read once (the input's numel)",
 }
 
 
@@ -163,10 +164,12 @@ def layer_kind(module: Any) -> str:
     return "other"
 
 
-def _split_params(module: Any, kind: str) -> tuple[int, int, int, int]:
-    """(weight, bias, affine, other) numel of a leaf module's parameters."""
+def _split_params(module: Any, kind: str, skip: set[int] | None = None) -> tuple[int, int, int, int]:
+    """(weight, bias, affine, other) numel of a leaf module's parameters (those not in ``skip``, by id)."""
     weight = bias = affine = other = 0
     for name, p in module.named_parameters():
+        if skip is not None and id(p) in skip:
+            continue
         n = p.numel()
         if kind in ("attention",) and name.endswith("weight") or kind == "embedding":
             weight += n
@@ -522,6 +525,9 @@ _FUNCTIONAL_KIND = (
     (("torch.nn.functional.interpolate", "torch.nn.functional.upsample"), "upsample"),
     (("torch.nn.functional.batch_norm", "torch.nn.functional.layer_norm", "torch.nn.functional.group_norm",
       "torch.nn.functional.instance_norm"), "norm"),
+    (tuple(f"{p}{n}" for p in ("Tensor.", "torch.") for n in (
+        "mean", "sum", "amax", "amin", "max", "min", "std", "var", "prod", "logsumexp", "nansum", "nanmean",
+        "median", "norm")), "reduce"),
     (("torch.matmul", "Tensor.matmul", "operator.matmul", "Tensor.__matmul__", "Tensor.__rmatmul__", "torch.mm",
       "Tensor.mm", "torch.bmm", "Tensor.bmm", "torch.einsum", "torch.addmm", "torch.baddbmm",
       "torch.nn.functional.scaled_dot_product_attention"), "matmul"),
@@ -552,9 +558,19 @@ def _flop_count(key: str, args: list[Any], kwargs: dict[str, Any]) -> int:
     else:
         fn = getattr(torch, name)
     counter = FlopCounterMode(display=False)
-    with counter, torch.no_grad():
+    with counter, torch.no_grad(), _math_attention():
         fn(*args, **kwargs)
     return int(counter.get_total_flops()) // 2
+
+
+def _math_attention() -> Any:
+    """Attention through its math path: FlopCounterMode has no formula for the CPU flash kernel."""
+    try:
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+        return sdpa_kernel([SDPBackend.MATH])
+    except ImportError:  # pragma: no cover - torch < 2.3
+        import contextlib
+        return contextlib.nullcontext()
 
 
 def _attention_flops(module: Any, args: tuple, kwargs: dict) -> dict[str, int]:
@@ -562,7 +578,7 @@ def _attention_flops(module: Any, args: tuple, kwargs: dict) -> dict[str, int]:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
     counter = FlopCounterMode(display=False)
-    with counter, torch.no_grad():
+    with counter, torch.no_grad(), _math_attention():
         module(*args, **kwargs)
     weighted = products = 0
     for op, n in counter.get_flop_counts().get("Global", {}).items():
@@ -731,14 +747,11 @@ def _layer(node: Any, ins: Sequence[Any], outs: Sequence[Any], rec: Any, by_modu
     if node.kind == "module":
         sub = rec.modules[node.name]
         kind = layer_kind(sub)
-        params = [p for p in sub.parameters() if id(p) not in seen]
-        if len(params) == len(list(sub.parameters())):
-            weight, bias, affine, other = _split_params(sub, kind)
-        elif params:
-            notes.append("some parameters shared with an earlier call or layer: counted there")
-            w2, b2, a2, o2 = _split_params(sub, kind)
-            shared = sum(p.numel() for p in sub.parameters() if id(p) in seen)
-            other = max(0, w2 + b2 + a2 + o2 - shared)
+        fresh = [p for p in sub.parameters() if id(p) not in seen]
+        if fresh:
+            weight, bias, affine, other = _split_params(sub, kind, skip=seen)
+            if len(fresh) < len(list(sub.parameters())):
+                notes.append("some parameters shared with an earlier call or layer: counted there")
         else:
             notes.append("parameters shared with an earlier call: counted there")
         seen.update(id(p) for p in sub.parameters())
@@ -811,6 +824,14 @@ def _layer(node: Any, ins: Sequence[Any], outs: Sequence[Any], rec: Any, by_modu
         elif connections and kind == "norm":
             conn = {"include": outputs, "exclude": outputs}
             methods = {key: METHODS["norm.include"] for key in conn}
+        elif kind == "reduce":
+            tensors = [t for t in ins if isinstance(t, torch.Tensor)]
+            if len(tensors) > 1:  # torch.max(a, b): elementwise
+                kind = "other"
+            elif connections and tensors:
+                n = int(tensors[0].numel())
+                conn = {"include": n, "exclude": n}
+                methods = {key: METHODS["reduce.include"] for key in conn}
     return LayerMeasurement(node.path, node.name, "call_module" if node.kind == "module" else "call_function",
                             tname, kind, in_shapes, per_sample, outputs, weight, bias, affine, other, flops, conn,
                             methods, tuple(notes), full)

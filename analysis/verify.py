@@ -539,6 +539,8 @@ def _measured_connection(lm: Any, key: str) -> tuple[Any, str]:
         return conn.get(key), ("definition" if key == "gather" else "structural")
     if kind in ("pool", "adaptive"):
         return conn.get(key), "structural"
+    if kind == "reduce":
+        return conn.get(key), "definition"
     if kind == "upsample":
         if "nonzero" in conn and conn.get("nonzero") == conn.get("taps"):
             return conn.get("nonzero"), "structural"
@@ -592,7 +594,7 @@ def measured_values(lm: Any, conv: Convention) -> tuple[Any, Any, Any, str]:
             return lm.affine, 0, 0, "-"
         c, src = _measured_connection(lm, "include")
         return lm.affine, lm.outputs, c, src
-    if kind in ("pool", "adaptive", "upsample"):
+    if kind in ("pool", "adaptive", "upsample", "reduce"):
         if not conv.pooling:
             return 0, 0, 0, "-"
         c, src = _measured_connection(lm, conv.padding_taps)
