@@ -1,0 +1,851 @@
+"""Named slips: the mistakes people make, each a pure transformation of the right count.
+
+A slip is registered like a counting rule: a pure function of a :class:`SlipContext` (the right
+per-layer counts under one convention) that yields :class:`Change` objects, one per layer it can
+touch (the layer's count becomes ``old + delta``).  The search tries every slip on any subset of
+its layers (bias in some layers only, one layer omitted ...), then pairs of slips, within a stated
+budget (:data:`SLIP_BUDGET` subset sums looked up), and reports the combination that reproduces
+the answer exactly, with the layer names.
+
+A teacher can add a slip:
+
+>>> from analysis.checker.slips import register_slip, unregister_slip
+>>> from analysis.symbols import k
+>>> @register_slip("kernel-area-as-2k", describe="the kernel area written 2k, not k^2 ({layers})")
+... def kernel_area_2k(ctx):
+...     for row in ctx.counted():
+...         value = ctx.value(row)
+...         if value.has(k):
+...             yield ctx.change(row, (value / k**2 * 2 * k).expand())
+>>> from analysis.checker import check
+>>> r = check("2k (NIC NF + 4 NF^2 + NF NC + NC^2)", "pool_upsample", "weights")
+>>> r.slip_names, r.explanations[0]
+(('kernel-area-as-2k',), 'the kernel area written 2k, not k^2 (all layers (block1.0, block2.0, block3.0, block4.0, final))')
+>>> unregister_slip("kernel-area-as-2k")
+
+Output-size slips (for shape answers) are registered with :func:`register_shape_slip`.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+
+import sympy as sp
+
+from ..conventions import Convention
+from ..symbols import NC, NF, NIC, H, W, k
+from .common import CHANNELS, QUANTITIES, Context, formula_str, is_zero, terms
+
+#: Most subset sums looked up when pairing slips, per answer (the search stops there and says so).
+SLIP_BUDGET = 60_000
+_SUBSET_LIMIT = 11          #: slips touching more layers than this try single layers, all, all but one
+
+
+class Lazy:
+    """Text built only when shown (formatting every candidate would dominate the run time)."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn: Callable[[], str]) -> None:
+        self.fn = fn
+
+    def __str__(self) -> str:
+        return self.fn()
+
+
+def instead(new: Any, old: Any, extra: str = "") -> Lazy:
+    return Lazy(lambda: f"{formula_str(new)} instead of {formula_str(old)}" + extra)
+
+
+@dataclass(frozen=True)
+class Change:
+    """One layer's part of a slip: what the slip adds to the right count of ``layer``."""
+
+    layer: str          #: the row path ("*" for the whole formula, "input" for the input)
+    delta: Any
+    detail: Any = ""    #: e.g. "NF^2*k^2 instead of NC*NF*k^2" (str or Lazy)
+
+
+@dataclass(frozen=True)
+class Slip:
+    """A registered slip. ``describe`` is a callable ``(changes, full, ctx) -> str`` or a template with
+    ``{layers}`` (the layers named), ``{delta}`` (the total change), ``{details}``, ``{q}`` and ``{convention}``."""
+
+    name: str
+    fn: Callable[["SlipContext"], Iterable[Change]]
+    describe: Any
+    quantities: tuple[str, ...] = QUANTITIES
+    rank: int = 50                #: lower: preferred when several explanations fit
+    subsets: str = "any"          #: any | most (not all at once) | one | all
+    pairs: bool = True            #: may combine with a slip of another group
+    group: str = ""               #: slips of one group never pair
+    noun: str = "layers"          #: "all <noun> (...)" when every layer is touched
+
+    def phrase(self, changes: Sequence[Change], full: bool, ctx: "SlipContext") -> str:
+        if callable(self.describe):
+            return self.describe(changes, full, ctx)
+        return str(self.describe).format(layers=ctx.which(changes, full, self.noun), delta=ctx.signed(changes),
+                                         details=ctx.details(changes), q=ctx.q, convention=ctx.conv.label)
+
+
+SLIPS: dict[str, Slip] = {}
+_VERSION = [0]   #: bumped on every (un)registration, so cached slip tables are rebuilt
+
+
+def register_slip(name: str, *, describe: Any, quantities: Sequence[str] = QUANTITIES, rank: int = 50,
+                  subsets: str = "any", pairs: bool = True, group: str = "", noun: str = "layers"
+                  ) -> Callable[[Callable], Callable]:
+    """Register ``fn(ctx) -> Iterable[Change]`` as the slip ``name`` (replacing one of that name)."""
+    if subsets not in ("any", "most", "one", "all"):
+        raise ValueError(f"subsets must be any, most, one or all, got {subsets!r}")
+
+    def deco(fn: Callable) -> Callable:
+        SLIPS[name] = Slip(name, fn, describe, tuple(quantities), rank, subsets, pairs, group or name, noun)
+        _VERSION[0] += 1
+        return fn
+    return deco
+
+
+def unregister_slip(name: str) -> None:
+    SLIPS.pop(name, None)
+    SHAPE_SLIPS.pop(name, None)
+    _VERSION[0] += 1
+
+
+class SlipContext:
+    """The right per-layer counts of one quantity under one convention, for slip functions."""
+
+    def __init__(self, table: Any, q: str, conv: Convention, expected: Any, numeric_size: bool) -> None:
+        self.table = table
+        self.q = q
+        self.conv = conv
+        self.expected = expected
+        self.numeric_size = numeric_size
+        self.all_rows = list(table.rows)
+        self.labels = _labels(self.all_rows)
+
+    # -- for slip functions
+    def rows(self, *categories: str) -> list[Any]:
+        """Rows of these categories (conv, transposed, linear, norm, resample, elementwise, structural)."""
+        return [r for r in self.all_rows if not categories or r.category in categories]
+
+    def weight_rows(self) -> list[Any]:
+        return self.rows("conv", "linear", "transposed")
+
+    def counted(self) -> list[Any]:
+        return [r for r in self.all_rows if r.value(self.q) != 0]
+
+    def value(self, row: Any) -> Any:
+        return row.value(self.q)
+
+    def change(self, row: Any, new: Any, detail: Any = "") -> Change:
+        """The row's count becomes ``new``."""
+        return Change(row.path, sp.expand(sp.sympify(new) - sp.sympify(row.value(self.q))), detail)
+
+    def add(self, row: Any, delta: Any, detail: Any = "") -> Change:
+        """``delta`` is added to the row's count."""
+        return Change(row.path, sp.expand(sp.sympify(delta)), detail)
+
+    def area(self) -> Any:
+        """The input's H*W (numbers for a numeric size)."""
+        shape = self.table.input_shape
+        return sp.Mul(*[sp.sympify(s) for s in shape[-2:]]) if len(shape) >= 2 else sp.Integer(1)
+
+    # -- for descriptions
+    def label(self, path: str) -> str:
+        return self.labels.get(path, path)
+
+    def which(self, changes: Sequence[Change], full: bool, noun: str = "layers") -> str:
+        paths = ", ".join(c.layer for c in changes)
+        if full and len(changes) > 1:
+            return f"all {noun} ({paths})"
+        if len(changes) == 1:
+            return self.label(changes[0].layer)
+        return paths
+
+    def signed(self, changes: Sequence[Change]) -> str:
+        s = sp.expand(sum((c.delta for c in changes), sp.Integer(0)))
+        ts = terms(s)
+        return formula_str(-s if ts and all(c < 0 for c in ts.values()) else s)
+
+    def details(self, changes: Sequence[Change]) -> str:
+        return "; ".join(f"{c.layer}: {c.detail}" for c in changes)
+
+
+def _ordinal(n: int) -> str:
+    return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
+
+
+def _labels(rows: Sequence[Any]) -> dict[str, str]:
+    by_type: dict[str, list[str]] = {}
+    for r in rows:
+        by_type.setdefault(r.type, []).append(r.path)
+    out = {}
+    for r in rows:
+        same = by_type[r.type]
+        if len(same) == 1:
+            out[r.path] = f"{r.path} ({r.type})"
+        else:
+            out[r.path] = f"{r.path} ({_ordinal(same.index(r.path) + 1)} of {len(same)} {r.type})"
+    return out
+
+
+# ============================================================================================ the search
+
+@dataclass(frozen=True)
+class Found:
+    """The best explanation: texts (alternatives after the first start with "or:"), slips and layers."""
+
+    texts: tuple[str, ...]
+    slips: tuple[tuple[str, tuple[str, ...], str], ...]   #: (slip name, layers, text) of the best
+    layers: tuple[str, ...]
+    score: tuple
+    used: int                   #: subset sums looked up
+    complete: bool              #: False when the budget ran out before every pair was tried
+
+
+class _NotPackable(Exception):
+    """A fingerprint that no sum of the packed ones can equal (a finer denominator)."""
+
+
+_PACK_BASE = 10 ** 40
+
+
+def _packer(fps: Iterable[tuple]) -> Callable[[tuple], int]:
+    """Pack fingerprints (tuples of Fractions) into single ints, exactly: scale to integers by the
+    common denominator, then write the values as digits of base 10**40 (they are far smaller)."""
+    den = 1
+    for fp in fps:
+        for v in fp:
+            den = math.lcm(den, v.denominator)
+
+    def pack(fp: tuple) -> int:
+        out = 0
+        for i, v in enumerate(fp):
+            scaled = v * den
+            if scaled.denominator != 1:
+                raise _NotPackable
+            out += int(scaled) * _PACK_BASE ** i
+        return out
+    return pack
+
+
+def _subset_sums(values: list[int], policy: str) -> dict[int, list[tuple[int, ...]]]:
+    """{sum: subsets (index tuples, smallest first, at most 4)} allowed by ``policy``."""
+    n = len(values)
+    out: dict[int, list[tuple[int, ...]]] = {}
+
+    def put(total: int, idx: tuple[int, ...]) -> None:
+        lst = out.setdefault(total, [])
+        if len(lst) < 4 and idx not in lst:
+            lst.append(idx)
+    if policy == "one" or n == 1:
+        for i, v in enumerate(values):
+            put(v, (i,))
+        return out if policy != "all" or n == 1 else {sum(values): [tuple(range(n))]}
+    if policy == "all":
+        return {sum(values): [tuple(range(n))]}
+    most = n if policy == "any" else max(1, n // 2)
+    if n <= _SUBSET_LIMIT:
+        level: list[tuple[int, tuple[int, ...]]] = [(0, ())]
+        for i, v in enumerate(values):
+            level = level + [(t + v, idx + (i,)) for t, idx in level if len(idx) < most]
+        subsets = sorted(level[1:], key=lambda x: len(x[1]))
+        for total, idx in subsets:
+            put(total, idx)
+        return out
+    whole = sum(values)
+    for i, v in enumerate(values):
+        put(v, (i,))
+    if policy == "any":
+        put(whole, tuple(range(n)))
+        for i, v in enumerate(values):
+            put(whole - v, tuple(j for j in range(n) if j != i))
+    return out
+
+
+@dataclass
+class _Prepared:
+    slips: list[tuple[Slip, list[Change], dict[int, list[tuple[int, ...]]]]]
+    pack: Callable[[tuple], int]
+    sctx: SlipContext
+
+
+def _prepare(ctx: Context, table: Any, q: str, conv: Convention, expected: Any) -> _Prepared:
+    key = ("slips", q, tuple(conv.switches.items()), _VERSION[0])
+    if key in ctx.totals:
+        return ctx.totals[key]
+    sctx = SlipContext(table, q, conv, expected, ctx.numeric_size)
+    built: list[tuple[Slip, list[Change], list[tuple]]] = []
+    for slip in SLIPS.values():
+        if q not in slip.quantities:
+            continue
+        changes = [c for c in slip.fn(sctx) if c.delta != 0]
+        if changes:
+            built.append((slip, changes, [ctx.fp(c.delta) for c in changes]))
+    pack = _packer([fp for _, _, fps in built for fp in fps])
+    slips = [(slip, changes, _subset_sums([pack(fp) for fp in fps], slip.subsets))
+             for slip, changes, fps in built]
+    slips.sort(key=lambda s: s[0].rank)
+    prepared = _Prepared(slips, pack, sctx)
+    ctx.totals[key] = prepared
+    return prepared
+
+
+def search(diff: Any, ctx: Context, table: Any, q: str, conv: Convention, expected: Any, *,
+           pairs: bool = True, budget: int = SLIP_BUDGET, stats: dict | None = None) -> Found | None:
+    """Name the slip (or pair of slips) whose changes add up to exactly ``diff``; None if none does.
+
+    Sums are compared by packed fingerprints first and the chosen explanation is then confirmed
+    symbolically.  Pairs are tried in order of rank, at most ``budget`` lookups; ``stats`` (a dict)
+    gets ``used`` (lookups) and ``complete`` (False when the budget stopped the search).
+    """
+    stats = stats if stats is not None else {}
+    stats.update(used=0, complete=True)
+    target_fp = ctx.fp(diff)
+    if is_zero(target_fp):
+        return None
+    prep = _prepare(ctx, table, q, conv, expected)
+    try:
+        target = prep.pack(target_fp)
+    except _NotPackable:
+        return None
+    ts = terms(diff)
+    numeric = not (ts.keys() - {1})
+    found = _find(target, prep, pairs, budget, stats, max(2, len(ts)), numeric)
+    return _confirm(found, diff, prep, stats) if found else None
+
+
+def _plausible(parts: list[tuple[Slip, list[Change], tuple[int, ...]]], limit: int, numeric: bool) -> bool:
+    """A pair must be simpler than a per-term description: no layer changed twice, and at most ``limit``
+    changes (a slip applied to all its layers counts once); a numeric difference pairs only such
+    systematic slips (single numbers coincide too easily)."""
+    seen: set[str] = set()
+    cost = 0
+    for _, changes, idx in parts:
+        full = len(idx) == len(changes)
+        if numeric and not full:
+            return False
+        cost += 1 if full else len(idx)
+        for i in idx:
+            layer = changes[i].layer
+            if layer in seen and layer not in ("*", "input"):
+                return False
+            seen.add(layer)
+    return cost <= limit
+
+
+def _find(target: int, prep: _Prepared, pairs: bool, budget: int, stats: dict, limit: int = 2,
+          numeric: bool = False) -> list:
+    found: list[tuple[tuple, list[tuple[Slip, list[Change], tuple[int, ...]]]]] = []
+
+    def score(parts: list[tuple[Slip, list[Change], tuple[int, ...]]]) -> tuple:
+        return (len(parts), sum(0 if len(idx) == len(ch) else 1 for _, ch, idx in parts),
+                sum(s.rank for s, _, _ in parts), sum(len(idx) for _, _, idx in parts))
+
+    used = 0
+    for slip, changes, sums in prep.slips:
+        used += 1
+        for idx in sums.get(target, []):
+            found.append((score([(slip, changes, idx)]), [(slip, changes, idx)]))
+    complete = True
+    if not found and pairs and budget > 0:
+        able = [s for s in prep.slips if s[0].pairs]
+        combos = sorted(itertools.combinations(able, 2), key=lambda ab: ab[0][0].rank + ab[1][0].rank)
+        for (sa, ca, ta), (sb, cb, tb) in combos:
+            if sa.group == sb.group:
+                continue
+            if len(ta) > len(tb):
+                (sa, ca, ta), (sb, cb, tb) = (sb, cb, tb), (sa, ca, ta)
+            if used + len(ta) > budget:
+                complete = False
+                continue
+            used += len(ta)
+            for key_a, idx_as in ta.items():
+                for idx_b in tb.get(target - key_a, [])[:2]:
+                    for idx_a in idx_as[:2]:
+                        parts = [(sa, ca, idx_a), (sb, cb, idx_b)]
+                        if _plausible(parts, limit, numeric):
+                            found.append((score(parts), parts))
+    stats.update(used=used, complete=complete)
+    return found
+
+
+def _confirm(found: list, diff: Any, prep: _Prepared, stats: dict) -> Found | None:
+    found.sort(key=lambda x: x[0])
+    texts: list[str] = []
+    layers: list[str] = []
+    best = None
+    best_slips: list[tuple[str, tuple[str, ...], str]] = []
+    numeric = not (terms(diff).keys() - {1})
+    sctx = prep.sctx
+    for sc, parts in found:
+        total = sp.expand(sum((c.delta for _, ch, idx in parts for c in (ch[i] for i in idx)), sp.Integer(0)))
+        if sp.expand(total - diff) != 0:
+            continue  # a fingerprint collision
+        first = best is None
+        if first:
+            best = sc
+        elif (sc != best and not numeric) or len(texts) >= 3:
+            break
+        pieces = []
+        for slip, ch, idx in parts:
+            picked = [ch[i] for i in idx]
+            text = slip.phrase(picked, len(idx) == len(ch), sctx)
+            pieces.append(text)
+            if first:
+                best_slips.append((slip.name, tuple(c.layer for c in picked if c.layer not in ("*", "input")), text))
+        line = "; and ".join(pieces)
+        if texts:
+            line = "or: " + line
+        if line not in texts:
+            texts.append(line)
+        for slip, ch, idx in parts:
+            layers += [ch[i].layer for i in idx if ch[i].layer not in layers and ch[i].layer != "*"]
+    if not texts:
+        return None
+    if len(texts) > 1 and numeric:
+        texts.append("(the difference is a single number, so several explanations fit; a formula would say more)")
+    return Found(tuple(texts), tuple(best_slips), tuple(layers), best, stats["used"], stats["complete"])
+
+
+# ======================================================================================= the slips
+
+def _signed_phrase(template: str) -> Callable[[Sequence[Change], bool, SlipContext], str]:
+    return lambda ch, full, ctx: template.format(layers=ctx.which(ch, full), delta=ctx.signed(ch), q=ctx.q,
+                                                 convention=ctx.conv.label, details=ctx.details(ch))
+
+
+@register_slip("layer-missing", rank=30, subsets="most", noun="counted layers",
+               describe="missing the {q} of {layers} ({delta})")
+def _layer_missing(ctx: SlipContext) -> Iterator[Change]:
+    for r in ctx.counted():
+        yield ctx.change(r, 0)
+
+
+@register_slip("layer-twice", rank=40, subsets="most", pairs=False, noun="counted layers",
+               describe="counts the {q} of {layers} twice ({delta})")
+def _layer_twice(ctx: SlipContext) -> Iterator[Change]:
+    for r in ctx.counted():
+        yield ctx.add(r, ctx.value(r))
+
+
+def _conv_noun(ctx: SlipContext) -> str:
+    rows = ctx.weight_rows()
+    return "conv layers" if all(r.category in ("conv", "transposed") for r in rows) else "weight layers"
+
+
+@register_slip("bias", quantities=("weights",), rank=10, group="bias",
+               describe=lambda ch, full, ctx: (
+                   f"missing the biases of {ctx.which(ch, full, _conv_noun(ctx))} ({ctx.signed(ch)})" if ctx.conv.bias
+                   else f"includes the biases of {ctx.which(ch, full, _conv_noun(ctx))} ({ctx.signed(ch)}); "
+                        f"{ctx.conv.label} counts no biases"))
+def _bias(ctx: SlipContext) -> Iterator[Change]:
+    for r in ctx.weight_rows():
+        yield ctx.add(r, -r.counts.bias if ctx.conv.bias else r.counts.bias)
+
+
+@register_slip("bias-twice", quantities=("weights",), rank=25, group="bias",
+               describe=lambda ch, full, ctx: f"counts the biases of {ctx.which(ch, full, _conv_noun(ctx))} twice "
+                                              f"({ctx.signed(ch)})")
+def _bias_twice(ctx: SlipContext) -> Iterator[Change]:
+    if ctx.conv.bias:
+        for r in ctx.weight_rows():
+            yield ctx.add(r, r.counts.bias)
+
+
+@register_slip("batchnorm", quantities=("weights",), rank=11, group="batchnorm", noun="BatchNorm layers",
+               describe=lambda ch, full, ctx: (
+                   f"BatchNorm affine weights included ({ctx.which(ch, full, 'BatchNorm layers')}: {ctx.signed(ch)}); "
+                   f"{ctx.conv.label} ignores BatchNorm" if ctx.conv.batchnorm == "ignore" else
+                   f"missing the BatchNorm affine weights of {ctx.which(ch, full, 'BatchNorm layers')} "
+                   f"({ctx.signed(ch)})"))
+def _batchnorm(ctx: SlipContext) -> Iterator[Change]:
+    sign = 1 if ctx.conv.batchnorm == "ignore" else -1
+    for r in ctx.rows("norm"):
+        yield ctx.add(r, sign * r.counts.affine)
+
+
+@register_slip("batchnorm-twice", quantities=("weights",), rank=26, group="batchnorm", noun="BatchNorm layers",
+               describe="counts the BatchNorm affine weights of {layers} twice ({delta})")
+def _batchnorm_twice(ctx: SlipContext) -> Iterator[Change]:
+    if ctx.conv.batchnorm != "ignore":
+        for r in ctx.rows("norm"):
+            yield ctx.add(r, r.counts.affine)
+
+
+@register_slip("batchnorm-running-stats", quantities=("weights",), rank=27, group="batchnorm",
+               noun="BatchNorm layers",
+               describe="BatchNorm counted with its running mean and variance as weights ({layers}: {delta}); "
+                        "they are buffers, not trainable")
+def _batchnorm_stats(ctx: SlipContext) -> Iterator[Change]:
+    extra = 2 if ctx.conv.batchnorm == "ignore" else 1
+    for r in ctx.rows("norm"):
+        yield ctx.add(r, extra * r.counts.affine)
+
+
+def _is_pool(row: Any) -> bool:
+    return "pool" in row.type.lower()
+
+
+def _resample_slip(kind: str) -> None:
+    def fn(ctx: SlipContext) -> Iterator[Change]:
+        for r in ctx.rows("resample"):
+            if _is_pool(r) != (kind == "pooling"):
+                continue
+            if ctx.conv.pooling:
+                yield ctx.change(r, 0)
+            else:
+                v = r.counts.outputs if ctx.q == "outputs" else r.counts.connections.get(ctx.conv.padding_taps)
+                if v is not None:
+                    yield ctx.add(r, v)
+
+    def describe(ch: Sequence[Change], full: bool, ctx: SlipContext) -> str:
+        verb = "omitted" if ctx.conv.pooling else "included"
+        counts = "counts" if ctx.conv.pooling else "does not count"
+        return (f"{kind} {ctx.q} {verb} ({ctx.which(ch, full, kind + ' layers')}: {ctx.signed(ch)}); "
+                f"{ctx.conv.label} {counts} pooling/upsampling layers")
+    register_slip(kind, quantities=("outputs", "connections"), rank=12, describe=describe)(fn)
+
+
+_resample_slip("pooling")
+_resample_slip("upsampling")
+
+
+@register_slip("resample-taps", quantities=("connections",), rank=19, noun="pooling/upsampling layers",
+               describe="the connections of {layers} are counted with the wrong number of taps per output "
+                        "({details})")
+def _resample_taps(ctx: SlipContext) -> Iterator[Change]:
+    """Pool windows counted as one connection per output, nearest upsampling as 4 (bilinear) per output."""
+    if not ctx.conv.pooling:
+        return
+    for r in ctx.rows("resample"):
+        out = r.counts.outputs
+        if _is_pool(r):
+            yield ctx.change(r, out, instead(out, ctx.value(r), " (one per output, not one per window tap)"))
+        else:
+            yield ctx.change(r, 4 * out, instead(4 * out, ctx.value(r), " (4 per output, as bilinear)"))
+
+
+@register_slip("batchnorm-layer", quantities=("outputs", "connections"), rank=13, group="batchnorm",
+               noun="BatchNorm layers",
+               describe=lambda ch, full, ctx: (
+                   f"BatchNorm {ctx.q} omitted ({ctx.which(ch, full, 'BatchNorm layers')}: {ctx.signed(ch)})"
+                   if ctx.conv.batchnorm == "layer" else
+                   f"BatchNorm {ctx.q} counted ({ctx.which(ch, full, 'BatchNorm layers')}: {ctx.signed(ch)}); "
+                   f"{ctx.conv.label} does not count BatchNorm as a layer"))
+def _batchnorm_layer(ctx: SlipContext) -> Iterator[Change]:
+    for r in ctx.rows("norm"):
+        if ctx.conv.batchnorm == "layer":
+            yield ctx.change(r, 0)
+        else:
+            v = r.counts.outputs if ctx.q == "outputs" else r.counts.connections.get("include", r.counts.outputs)
+            yield ctx.add(r, v)
+
+
+def _norm_at(ctx: SlipContext, r: Any, value: Any, detail: str) -> Change:
+    return ctx.change(r, value, Lazy(lambda: f"{formula_str(value)} ({detail})"))
+
+
+@register_slip("batchnorm-full-size", quantities=("outputs", "connections"), rank=28, group="batchnorm",
+               noun="BatchNorm layers",
+               describe="BatchNorm {q} counted at the full input size H x W ({layers}: {details})")
+def _batchnorm_full(ctx: SlipContext) -> Iterator[Change]:
+    """BatchNorm counted as channels x H x W of the input, not at the size where it sits."""
+    for r in ctx.rows("norm"):
+        yield _norm_at(ctx, r, r.out_shape[0] * ctx.area(), "channels x H x W")
+
+
+@register_slip("batchnorm-times-area", quantities=("connections",), rank=29, group="batchnorm",
+               noun="BatchNorm layers",
+               describe="BatchNorm connections counted as its outputs x H x W ({layers}: {details})")
+def _batchnorm_times_area(ctx: SlipContext) -> Iterator[Change]:
+    for r in ctx.rows("norm"):
+        yield _norm_at(ctx, r, r.counts.outputs * ctx.area(), "outputs x H x W")
+
+
+@register_slip("activation-outputs", quantities=("outputs",), rank=14, noun="activation layers",
+               describe="activation outputs counted as units ({layers}: {delta})")
+def _activations(ctx: SlipContext) -> Iterator[Change]:
+    for r in ctx.rows("elementwise"):
+        if r.counts.outputs:
+            yield ctx.add(r, r.counts.outputs)
+
+
+@register_slip("concat-outputs", quantities=("outputs",), rank=15, noun="concatenations",
+               describe="concatenation outputs counted ({layers}: {delta})")
+def _concat(ctx: SlipContext) -> Iterator[Change]:
+    for r in ctx.rows("structural"):
+        if r.counts.outputs:
+            yield ctx.add(r, r.counts.outputs)
+
+
+@register_slip("input-units", quantities=("outputs",), rank=16, subsets="all",
+               describe=lambda ch, full, ctx: f"the input units ({formula_str(ch[0].delta)}) counted as outputs")
+def _input_units(ctx: SlipContext) -> Iterator[Change]:
+    yield Change("input", sp.expand(sp.Mul(*[sp.sympify(s) for s in ctx.table.input_shape])))
+
+
+@register_slip("bias-connections", quantities=("connections",), rank=16, group="bias",
+               describe=lambda ch, full, ctx: f"one bias connection per output counted for "
+                                              f"{ctx.which(ch, full, _conv_noun(ctx))} ({ctx.signed(ch)})")
+def _bias_connections(ctx: SlipContext) -> Iterator[Change]:
+    for r in ctx.weight_rows():
+        if r.counts.bias != 0:
+            yield ctx.add(r, r.counts.outputs)
+
+
+_SWITCH_NAMES = {"include": "padding taps included", "exclude": "padding taps excluded (exact count)",
+                 "scatter": "counted input-based (scatter)", "exact": "counted exactly (pairs surviving the crop)",
+                 "gather": "counted output-based (gather, inserted zeros included)"}
+
+
+def _switch_slip(alt: str, category: str, switch: str) -> None:
+    def fn(ctx: SlipContext) -> Iterator[Change]:
+        if getattr(ctx.conv, switch) == alt:
+            return
+        for r in ctx.rows(category):
+            other = r.counts.connections.get(alt)
+            if other is not None:
+                yield ctx.change(r, other)
+
+    def describe(ch: Sequence[Change], full: bool, ctx: SlipContext) -> str:
+        return (f"the connections of {ctx.which(ch, full, 'such layers')} are {_SWITCH_NAMES[alt]}, "
+                f"not {_SWITCH_NAMES[getattr(ctx.conv, switch)]} ({ctx.signed(ch)})")
+    register_slip(f"connections-{alt}", quantities=("connections",), rank=17, describe=describe,
+                  group="switch-" + category)(fn)
+
+
+for _alt in ("include", "exclude"):
+    _switch_slip(_alt, "conv", "padding_taps")
+for _alt in ("scatter", "exact", "gather"):
+    _switch_slip(_alt, "transposed", "transposed")
+
+
+@register_slip("connections-as-weights", quantities=("connections",), rank=18, noun="weight layers",
+               describe=lambda ch, full, ctx: (
+                   ("the formula counts the weights, not the connections" if full and len(ch) > 1 else
+                    f"the connections of {ctx.which(ch, full, 'weight layers')} are written as their weights")
+                   + f": each weight is used at every output position, so multiply by the output area "
+                     f"({ctx.details(ch)})"))
+def _as_weights(ctx: SlipContext) -> Iterator[Change]:
+    for r in ctx.weight_rows():
+        if r.connections != 0:
+            shape = r.out_shape[-2:] if len(r.out_shape) >= 2 else ()
+            yield ctx.change(r, r.counts.weight, "output " + " x ".join(sp.sstr(x) for x in shape))
+
+
+@register_slip("channels-only", quantities=("outputs",), rank=18, noun="counted layers",
+               describe="the outputs of {layers} are counted as channels, without the spatial size "
+                        "(outputs = channels x height x width)")
+def _channels_only(ctx: SlipContext) -> Iterator[Change]:
+    for r in ctx.counted():
+        if len(r.out_shape) >= 3:
+            yield ctx.change(r, r.out_shape[0])
+
+
+def _per_term(ctx: SlipContext, make: Callable[[Any, dict], Iterable[tuple[Any, str]]]) -> Iterator[Change]:
+    """A change per (layer, term) of the count: ``make(term, powers)`` yields (new term, extra detail)."""
+    for r in ctx.counted():
+        for m, c in terms(ctx.value(r)).items():
+            term = c * m
+            for new, extra in make(term, m.as_powers_dict()):
+                yield ctx.change(r, ctx.value(r) - term + new, instead(new, term, extra))
+
+
+def _channel_slip(s: sp.Symbol, t: sp.Symbol, every: bool) -> None:
+    def fn(ctx: SlipContext) -> Iterator[Change]:
+        def make(term: Any, powers: dict) -> Iterator[tuple[Any, str]]:
+            if s in powers and (not every or powers[s] > 1):
+                yield (term.xreplace({s: t}) if every else term * t / s), ""
+        return _per_term(ctx, make)
+
+    what = "every " if every else ""
+    register_slip(f"{str(t).lower()}-for-{str(s).lower()}" + ("-all" if every else ""), rank=21 if every else 20,
+                  describe=lambda ch, full, ctx: f"the {ctx.q} of {ctx.which(ch, full)} use {t} where {what}{s} "
+                                                 f"belongs ({ctx.details(ch)})")(fn)
+
+
+for _s, _t in itertools.permutations(CHANNELS, 2):
+    _channel_slip(_s, _t, False)
+    _channel_slip(_s, _t, True)
+
+
+@register_slip("nf-nc-swapped", rank=22,
+               describe="NF and NC swapped in {layers} ({details})")
+def _swap(ctx: SlipContext) -> Iterator[Change]:
+    for r in ctx.counted():
+        v = ctx.value(r)
+        new = sp.expand(v.xreplace({NF: NC, NC: NF})) if isinstance(v, sp.Basic) else v
+        if new != v:
+            yield ctx.change(r, new, instead(new, v))
+
+
+@register_slip("k-not-squared", rank=22,
+               describe="the {q} of {layers} use k where k^2 belongs ({details})")
+def _k_not_squared(ctx: SlipContext) -> Iterator[Change]:
+    def make(term: Any, powers: dict) -> Iterator[tuple[Any, str]]:
+        if powers.get(k, 0) == 2:
+            yield term / k, ""
+    return _per_term(ctx, make)
+
+
+def _area_terms(ctx: SlipContext, ratio_of: Callable[[], Any], detail: str) -> Iterator[Change]:
+    if ctx.numeric_size:
+        return iter(())
+    shapes = {r.path: r.out_shape for r in ctx.all_rows}
+
+    def changes() -> Iterator[Change]:
+        for r in ctx.counted():
+            shape = shapes[r.path][-2:] if len(shapes[r.path]) >= 2 else ("?", "?")
+            area = f"; output {sp.sstr(shape[0])} x {sp.sstr(shape[1])}"
+            for m, c in terms(ctx.value(r)).items():
+                powers = m.as_powers_dict()
+                if H in powers and W in powers:
+                    term = c * m
+                    new = term * ratio_of()
+                    yield ctx.change(r, ctx.value(r) - term + new, instead(new, term, area))
+    return changes()
+
+
+@register_slip("area-missing", rank=23, quantities=("outputs", "connections"),
+               describe=lambda ch, full, ctx: (("no term is multiplied by the output area" if full and len(ch) > 1
+                                               else f"the {ctx.q} of {ctx.which(ch, full)} are not multiplied by "
+                                                    f"the output area") + f" ({ctx.details(ch)})"))
+def _area_missing(ctx: SlipContext) -> Iterator[Change]:
+    return _area_terms(ctx, lambda: 1 / (H * W), "")
+
+
+@register_slip("area-squared", rank=24, quantities=("outputs", "connections"),
+               describe="the {q} of {layers} multiply by the output area twice ({details})")
+def _area_squared(ctx: SlipContext) -> Iterator[Change]:
+    return _area_terms(ctx, lambda: H * W, "")
+
+
+def _area_ratio_slip(ratio: Any) -> None:
+    def fn(ctx: SlipContext) -> Iterator[Change]:
+        return _area_terms(ctx, lambda: ratio, "")
+
+    why = ("the size before a 2x downsampling (or after one 2x upsampling too many)" if ratio == 4 else
+           "the size after one 2x downsampling too many (or before a 2x upsampling)" if ratio == sp.Rational(1, 4)
+           else f"an area {sp.sstr(ratio)}x the layer's output area")
+    register_slip(f"area-x{sp.sstr(ratio)}", rank=24, quantities=("outputs", "connections"),
+                  describe=lambda ch, full, ctx: f"the {ctx.q} of {ctx.which(ch, full)} use the wrong size after "
+                                                 f"pooling or upsampling: an area {sp.sstr(ratio)}x the layer's "
+                                                 f"output area, {why} ({ctx.details(ch)})"
+                  if ratio in (4, sp.Rational(1, 4)) else
+                  f"the {ctx.q} of {ctx.which(ch, full)} use an area {sp.sstr(ratio)}x the layer's output area "
+                  f"({ctx.details(ch)})", group="area")(fn)
+
+
+for _ratio in (4, sp.Rational(1, 4), 2, sp.Rational(1, 2), 16, sp.Rational(1, 16)):
+    _area_ratio_slip(_ratio)
+
+
+def _whole_slip(ratio: Any) -> None:
+    def fn(ctx: SlipContext) -> Iterator[Change]:
+        if ctx.expected != 0:
+            yield Change("*", sp.expand((ratio - 1) * sp.sympify(ctx.expected)))
+
+    def describe(ch: Sequence[Change], full: bool, ctx: SlipContext) -> str:
+        why = ""
+        if ctx.q == "weights" and ratio in (4, 16):
+            why = ": weights do not depend on the input size (scaling them with the area is wrong)"
+        elif ctx.q == "weights" and ratio == 2:
+            why = ": weights do not depend on the input size"
+        return f"the whole formula is {sp.sstr(ratio)}x the expected {ctx.q}{why}"
+    register_slip(f"whole-x{sp.sstr(ratio)}", rank=5, subsets="all", pairs=False, describe=describe,
+                  group="whole")(fn)
+
+
+for _ratio in (4, 2, sp.Rational(1, 2), sp.Rational(1, 4), 16):
+    _whole_slip(_ratio)
+
+
+# ===================================================================================== output-size slips
+
+@dataclass(frozen=True)
+class ShapeSlip:
+    """A wrong output-size formula: ``fn(n, k, s, p, d, op)`` before rounding, plus ``const``."""
+
+    name: str
+    text: str
+    fn: Callable[..., Fraction]
+    const: int
+    kinds: tuple[str, ...]
+
+
+SHAPE_SLIPS: dict[str, ShapeSlip] = {}
+_CONV_KINDS = ("conv", "maxpool", "avgpool")
+
+
+def register_shape_slip(name: str, text: str, fn: Callable[..., Fraction], const: int = 1,
+                        kinds: Sequence[str] = _CONV_KINDS) -> None:
+    """Register an output-size slip: ``fn(n, k, s, p, d, op)`` (a Fraction) rounded, plus ``const``."""
+    SHAPE_SLIPS[name] = ShapeSlip(name, text, fn, const, tuple(kinds))
+
+
+#: the right formulas, per kind (not slips)
+RIGHT_SIZE: dict[str, tuple[Callable[..., Fraction], int]] = {
+    "conv": (lambda n, k, s, p, d, op: Fraction(n + 2 * p - d * (k - 1) - 1, s), 1),
+    "transposed": (lambda n, k, s, p, d, op: Fraction((n - 1) * s - 2 * p + d * (k - 1) + op), 1),
+}
+RIGHT_SIZE["maxpool"] = RIGHT_SIZE["avgpool"] = RIGHT_SIZE["conv"]
+#: rounding slips: name -> (text, rounding mode)
+ROUNDING_SLIPS = {"ceil": "rounded up instead of down (ceil)",
+                  "nearest": "rounded to the nearest integer instead of down",
+                  "no-floor": "floor division ignored"}
+
+F = Fraction
+_T = ("transposed",)
+for _name, _text, _fn, _const, _kinds in (
+        ("kernel-term-missing", "kernel term missing: out = (n + 2p)/s, without the -k and the +1",
+         lambda n, k, s, p, d, op: F(n + 2 * p, s), 0, _CONV_KINDS),
+        ("kernel-and-padding-ignored", "kernel and padding ignored: out = n/s", lambda n, k, s, p, d, op: F(n, s), 0,
+         _CONV_KINDS),
+        ("kernel-minus-forgotten", "kernel term -k forgotten: out = (n + 2p)/s + 1",
+         lambda n, k, s, p, d, op: F(n + 2 * p, s), 1, _CONV_KINDS),
+        ("padding-forgotten", "padding forgotten", lambda n, k, s, p, d, op: F(n - d * (k - 1) - 1, s), 1, _CONV_KINDS),
+        ("padding-once", "padding counted once", lambda n, k, s, p, d, op: F(n + p - d * (k - 1) - 1, s), 1,
+         _CONV_KINDS),
+        ("plus-one-forgotten", "+1 forgotten", lambda n, k, s, p, d, op: F(n + 2 * p - d * (k - 1) - 1, s), 0,
+         _CONV_KINDS),
+        ("k-minus-one", "k - 1 used instead of k", lambda n, k, s, p, d, op: F(n + 2 * p - d * (k - 1), s), 1,
+         _CONV_KINDS),
+        ("stride-ignored", "stride ignored", lambda n, k, s, p, d, op: F(n + 2 * p - d * (k - 1) - 1), 1, _CONV_KINDS),
+        ("dilation-ignored", "dilation ignored", lambda n, k, s, p, d, op: F(n + 2 * p - k, s), 1, _CONV_KINDS),
+        ("transposed-formula", "the transposed-conv formula used for a conv",
+         lambda n, k, s, p, d, op: F((n - 1) * s - 2 * p + d * (k - 1)), 1, ("conv",)),
+        ("pool-stride-one", "stride taken as 1 (a pool's stride defaults to its kernel)",
+         lambda n, k, s, p, d, op: F(n + 2 * p - d * (k - 1) - 1), 1, ("maxpool", "avgpool")),
+        ("plus-one-forgotten-transposed", "+1 forgotten",
+         lambda n, k, s, p, d, op: F((n - 1) * s - 2 * p + d * (k - 1) + op), 0, _T),
+        ("output-padding-forgotten", "output_padding forgotten",
+         lambda n, k, s, p, d, op: F((n - 1) * s - 2 * p + d * (k - 1)), 1, _T),
+        ("padding-forgotten-transposed", "padding forgotten",
+         lambda n, k, s, p, d, op: F((n - 1) * s + d * (k - 1) + op), 1, _T),
+        ("padding-once-transposed", "padding counted once",
+         lambda n, k, s, p, d, op: F((n - 1) * s - p + d * (k - 1) + op), 1, _T),
+        ("padding-added", "padding added instead of subtracted",
+         lambda n, k, s, p, d, op: F((n - 1) * s + 2 * p + d * (k - 1) + op), 1, _T),
+        ("kernel-ignored-transposed", "kernel ignored: out = n*s", lambda n, k, s, p, d, op: F(n * s), 0, _T),
+        ("n-times-s", "n*s used instead of (n - 1)*s",
+         lambda n, k, s, p, d, op: F(n * s - 2 * p + d * (k - 1) + op), 1, _T),
+        ("conv-formula", "the conv formula used for a transposed conv",
+         lambda n, k, s, p, d, op: F(n + 2 * p - d * (k - 1) - 1, s), 1, _T)):
+    register_shape_slip(_name, _text, _fn, _const, _kinds)
+
+
+def shape_variants(kind: str) -> list[tuple[str, str, Callable[..., Fraction], int]]:
+    """(name, text, fn, const) for ``kind``: the right formula first (name ``""``), then the slips."""
+    fn, const = RIGHT_SIZE[kind]
+    out = [("", "", fn, const)]
+    out += [(s.name, s.text, s.fn, s.const) for s in SHAPE_SLIPS.values() if kind in s.kinds]
+    return out
+
+
+__all__ = ["Change", "Found", "ROUNDING_SLIPS", "SHAPE_SLIPS", "SLIPS", "SLIP_BUDGET", "ShapeSlip", "Slip",
+           "SlipContext", "register_shape_slip", "register_slip", "search", "shape_variants", "unregister_slip"]
