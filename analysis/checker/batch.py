@@ -21,7 +21,7 @@ from typing import Any, Iterable, Mapping, Sequence
 from ..conventions import all_conventions
 from ..errors import ArchcountError
 from .common import conv_from_label, jsonable, simplest
-from .loaders import LongNumber, Record, TooDeep
+from .loaders import LongNumber, TooDeep
 
 COMMON_FIELDS = {"id", "name", "note", "notes", "points", "student", "question"}
 FIELDS = {
@@ -399,6 +399,9 @@ def _ident(entry: Any, key: str) -> str:
 def check_many(entries: Iterable[Any]) -> BatchResult:
     """Check every entry (mappings as in ``check --file``); a bad entry becomes an error row, never an
     exception.  Answers are grouped by ``student`` (else by ``id``) for the conventions per student."""
+    if isinstance(entries, (str, bytes, Mapping)) or not isinstance(entries, Iterable):
+        raise ArchcountError(f"must be a list of entries (mappings), got {type(entries).__name__}",
+                             argument="entries")
     out = []
     for i, entry in enumerate(entries, start=1):
         if i > MAX_ENTRIES:

@@ -152,10 +152,11 @@ class _Budget:
         self.used = 0
         self.complete = True
 
-    def run(self, diff: Any, ctx: C.Context, conv: Convention, q: str, expected: Any, pairs: bool) -> Found | None:
+    def run(self, diff: Any, ctx: C.Context, conv: Convention, q: str, expected: Any, pairs: bool,
+            only: set[str] | None = None) -> Found | None:
         stats: dict = {}
         found = search(diff, ctx, ctx.reference(conv), q, conv, expected, pairs=pairs,
-                       budget=max(self.total - self.used, 0), stats=stats)
+                       budget=max(self.total - self.used, 0), stats=stats, only=only)
         self.used += stats.get("used", 0)
         self.complete = self.complete and stats.get("complete", True)
         return found
@@ -222,10 +223,10 @@ def _hints(given: Any, ctx: C.Context, distinct: Mapping, size: Any) -> list[str
     return out
 
 
-def _slips_of(found: Found | None) -> tuple[SlipFound, ...]:
+def _slips_of(found: Found | None, partial: bool = False) -> tuple[SlipFound, ...]:
     if found is None:
         return ()
-    return tuple(SlipFound(name, layers, text) for name, layers, text in found.slips)
+    return tuple(SlipFound(name, layers, text, partial) for name, layers, text in found.slips)
 
 
 # ============================================================================================ check()
@@ -429,6 +430,8 @@ def _check_one(text: str, given: Any, model: Any, q: str, hp: dict[str, Any], sy
     layers: tuple[str, ...] = ()
     closest = None
     found: Found | None = None
+    partial = False
+    extra_slips: list[SlipFound] = []
 
     if ok:
         reference = hit[0][0]
@@ -473,7 +476,13 @@ def _check_one(text: str, given: Any, model: Any, q: str, hp: dict[str, Any], sy
         exact, expected = ctx.select(reference, q)
         difference = sp.expand(given - expected)
         ref_table = ctx.reference(reference)
-        found = budget.run(difference, ctx, reference, q, expected, pairs=True)
+        found = None
+        if matches:   # right under another convention: the switches that differ name the slips
+            from .slips import switch_slips
+            found = budget.run(difference, ctx, reference, q, expected, pairs=True,
+                               only=switch_slips(reference, match_conv, q))
+        if found is None:
+            found = budget.run(difference, ctx, reference, q, expected, pairs=True)
         if found is not None:
             single = C.terms(difference)
             explanations += list(found.texts)
@@ -484,6 +493,7 @@ def _check_one(text: str, given: Any, model: Any, q: str, hp: dict[str, Any], sy
             layers = found.layers
         elif (part := _partial(difference, ctx, reference, q, expected, budget)) is not None:
             explained, found = part
+            partial = True
             explanations += list(found.texts)
             rest = _term_explanations(given - explained, expected, ref_table, q, ctx.numeric_size)
             explanations += [("in addition, " if i == 0 else "") + line for i, line in enumerate(rest)]
@@ -498,6 +508,13 @@ def _check_one(text: str, given: Any, model: Any, q: str, hp: dict[str, Any], sy
                                          for p in tr.layers))
         if not matches:
             explanations += _hints(given, ctx, distinct, size)
+        if symbolic_k and k not in given.free_symbols and isinstance(expected, sp.Basic) and expected.has(k):
+            fixed = next((v for v in range(1, 16) if sp.expand(given - expected.xreplace({k: v})) == 0), None)
+            if fixed is not None:
+                line = f"right for k={fixed}: the formula has the kernel size put in, but the question keeps k symbolic"
+                explanations.insert(0, line)
+                found = None
+                extra_slips.append(SlipFound("kernel-substituted", (), line))
         if closest and requested is not None and closest != requested.label:
             words = C.describe_switches(C.conv_from_label(closest), q)
             explanations.append(f"the closest convention is {closest} ({words})")
@@ -516,23 +533,26 @@ def _check_one(text: str, given: Any, model: Any, q: str, hp: dict[str, Any], sy
     return CheckResult(text, name, q, requested.label if requested is not None else None, ok, verdict,
                        given, expected, reference.label, match_labels, condition, closest, difference, terms_,
                        tuple(explanations), tuple(layers), tuple(assumptions), dict(hp), size,
-                       slips=_slips_of(found), search=budget.stats())
+                       slips=_slips_of(found, partial) + tuple(extra_slips), search=budget.stats())
 
 
 def _closest(cands: list, ctx: C.Context, q: str, budget: _Budget, requested: Convention | None
              ) -> tuple[Convention, str]:
-    """The convention to explain a wrong answer against: among those with the fewest differing terms,
-    one whose difference a known slip explains (singles first, then pairs)."""
+    """The convention to explain a wrong answer against: among those with the fewest differing terms
+    (and up to two more), the one whose difference the best-scored slip explains (singles first, then
+    pairs; presets first on ties)."""
     best_n = cands[0][0]
-    tops = [c for c in cands if c[0] == best_n][:6]
+    tops = [c for c in cands if c[0] <= best_n + 2][:8]
     chosen = None
     for pairs in (False, True):
-        for c in tops:
+        hits = []
+        for order, c in enumerate(tops):
             conv0 = next((cv for cv in c[2] if C.is_preset(cv)), c[2][0])
-            if budget.run(c[4], ctx, conv0, q, c[3], pairs=pairs) is not None:
-                chosen = conv0
-                break
-        if chosen is not None:
+            found = budget.run(c[4], ctx, conv0, q, c[3], pairs=pairs)
+            if found is not None:
+                hits.append((found.score, not C.is_preset(conv0), order, conv0))
+        if hits:
+            chosen = min(hits, key=lambda h: h[:3])[3]
             break
     if chosen is None:
         c = cands[0]

@@ -348,47 +348,59 @@ def _accepted(q: Question) -> dict[str, float]:
 
 
 def _judge(q: Question, answer: Any) -> tuple[float, str, tuple[str, ...], tuple[str, ...], str, Any]:
-    """(credit 0..1, verdict, feedback lines, slips, convention, result) for one answer."""
+    """(credit 0..1, verdict, feedback lines, slips, convention, result) for one answer.
+
+    A formula answer right under an accepted convention earns that convention's credit; otherwise it
+    is explained against each accepted convention (highest credit first), and the best partial
+    credit of the named slips found is kept (several slips: the product of their credits).
+    """
     from .batch import EntryError, check_entry
-    entry = dict(q.params)
-    entry[q.kind] = answer
     accepted = _accepted(q)
-    best = max(accepted, key=lambda label: (accepted[label], -list(accepted).index(label)))
-    if q.kind in ("formula", "scaled") and "convention" not in entry:
-        entry["convention"] = best
-    try:
-        result = check_entry(entry, 1)
-    except EntryError as exc:
-        reason = exc.reason.split(": ", 2)[-1] if exc.reason.startswith("entry 1") else exc.reason
-        return 0.0, "unreadable", (f"could not read the answer: {reason}",), ("unreadable",), "", None
-    slips = tuple(result.slip_names)
-    convention = ""
-    credit = 0.0
-    if q.kind in ("formula", "scaled"):
-        matches = result.matches if result.kind == "formula" else (
-            result.holds_under if result.formula_check is None else result.formula_check.matches)
-        switches = {tuple(conv_from_label(m).switches.items()) for m in matches}
-        got = [(c, label) for label, c in accepted.items()
-               if tuple(conv_from_label(label).switches.items()) in switches]
-        if got:
-            credit, convention = max(got)
-            verdict = "right" if credit == 1 else f"accepted with {credit:g} credit"
-            lines = (f"right under {convention}",) if credit == 1 else \
-                (f"right under {convention}, which earns {credit:g} of the credit",)
-            return credit, verdict, lines, (), convention, result
-    elif result.ok:
-        return 1.0, "right", ("right",), (), "", result
+    order = sorted(accepted, key=lambda label: (-accepted[label], list(accepted).index(label)))
+    counted = q.kind in ("formula", "scaled")
+    best: tuple | None = None
+    for label in (order if counted else [None]):
+        entry = dict(q.params)
+        entry[q.kind] = answer
+        if label is not None and "convention" not in entry:
+            entry["convention"] = label
+        try:
+            result = check_entry(entry, 1)
+        except EntryError as exc:
+            reason = exc.reason.split(": ", 2)[-1] if exc.reason.startswith("entry 1") else exc.reason
+            return 0.0, "unreadable", (f"could not read the answer: {reason}",), ("unreadable",), "", None
+        if counted:
+            matches = result.matches if result.kind == "formula" else (
+                result.holds_under if result.formula_check is None else result.formula_check.matches)
+            switches = {tuple(conv_from_label(m).switches.items()) for m in matches}
+            got = [(c, lab) for lab, c in accepted.items()
+                   if tuple(conv_from_label(lab).switches.items()) in switches]
+            if got:
+                credit, convention = max(got, key=lambda g: (g[0], -order.index(g[1])))
+                verdict = "right" if credit == 1 else f"accepted with {credit:g} credit"
+                lines = (f"right under {convention}",) if credit == 1 else \
+                    (f"right under {convention}, which earns {credit:g} of the credit",)
+                return credit, verdict, lines, (), convention, result
+        elif result.ok:
+            return 1.0, "right", ("right",), (), "", result
+        slips = tuple(result.slip_names)
+        credit = 0.0
+        if slips:
+            parts = [_matches_name(q.slips, s) for s in slips]
+            if all(p is not None for p in parts):
+                credit = math.prod(parts) * (accepted[label] if label is not None else 1)
+        if best is None or credit > best[0]:
+            best = (credit, result, slips, label)
+    assert best is not None
+    credit, result, slips, label = best
     lines = [result.verdict] + list(result.explanations[:3])
-    if slips:
-        parts = [_matches_name(q.slips, s) for s in slips]
-        if all(p is not None for p in parts):
-            credit = math.prod(parts) * (accepted[best] if q.kind in ("formula", "scaled") else 1)
     for s in slips:
         extra = _matches_name(q.feedback, s)
         if extra:
             lines.append(extra)
+    shown = tuple(s.name for s in getattr(result, "slips", ()) if not isinstance(s, str)) or slips
     verdict = "wrong" if credit == 0 else f"partial credit ({credit:g}): {', '.join(slips)}"
-    return credit, verdict, tuple(lines), slips, convention, result
+    return credit, verdict, tuple(lines), shown, label or "", result
 
 
 def grade(rows: Any, key: Key, errors: Sequence[RowError] = ()) -> GradeReport:

@@ -223,13 +223,17 @@ def _mark(value: Any) -> Any:
 
 def load_text(text: str, name: str, fmt: str | None = None, argument: str | None = None) -> Any:
     """Parse ``text`` (YAML, JSON or CSV by ``fmt`` or by the suffix of ``name``); errors name ``argument``."""
-    argument = argument or name
     fmt = fmt or _format(name)
-    if fmt == "csv":
-        return _load_csv(text, argument)
-    if fmt == "json":
-        return _mark(_load_json(_cut_deep(text, '"'), argument))
-    return _mark(_load_yaml(_cut_deep(text, "\"'"), argument))
+    try:
+        if fmt == "csv":
+            return _load_csv(text, argument or name)
+        if fmt == "json":
+            return _mark(_load_json(_cut_deep(text, '"'), argument or name))
+        return _mark(_load_yaml(_cut_deep(text, "\"'"), argument or name))
+    except ArchcountError as exc:
+        if argument is None or name in exc.reason:
+            raise
+        raise ArchcountError(f"{name}: {exc.reason}", argument=exc.argument) from None
 
 
 def _load_yaml(text: str, argument: str) -> Any:

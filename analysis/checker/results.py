@@ -88,9 +88,10 @@ class SlipFound:
     name: str
     layers: tuple[str, ...]
     text: str
+    partial: bool = False     #: explains only part of the difference (the rest is per term)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "layers": list(self.layers), "text": self.text}
+        return {"name": self.name, "layers": list(self.layers), "text": self.text, "partial": self.partial}
 
 
 @dataclass(frozen=True)
@@ -141,6 +142,9 @@ class CheckResult(Displayed):
 
     @property
     def slip_names(self) -> tuple[str, ...]:
+        """The named slips that reproduce the answer exactly (empty when only part is explained)."""
+        if any(s.partial for s in self.slips):
+            return ()
         return tuple(dict.fromkeys(s.name for s in self.slips))
 
     def to_dict(self) -> dict[str, Any]:
@@ -201,10 +205,14 @@ class ShapeCheck(Displayed):
 
     @property
     def slip_names(self) -> tuple[str, ...]:
-        names = list(self.slips)
+        """The slips of the first combination that reproduces the claim (``+`` joins a combination);
+        per axis (``H:...``) when no combination fits both axes."""
+        if self.slips:
+            return tuple(self.slips[0].split(" + "))
+        names = []
         for a in self.axes:
-            names += [f"{a.axis}:{n}" for n in a.slips[:1] if n not in self.slips]
-        return tuple(dict.fromkeys(names))
+            names += [f"{a.axis}:{n}" for n in a.slips[:1]]
+        return tuple(names)
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "claimed": [jsonable(v) for v in self.claimed], "layer": self.layer,

@@ -40,8 +40,9 @@ from ..symbols import NC, NF, NIC, H, W, k
 from .common import CHANNELS, QUANTITIES, Context, formula_str, is_zero, terms
 
 #: Most subset sums looked up when pairing slips, per answer (the search stops there and says so).
-SLIP_BUDGET = 60_000
+SLIP_BUDGET = 120_000
 _SUBSET_LIMIT = 11          #: slips touching more layers than this try single layers, all, all but one
+_COMBO_LIMIT = 4096         #: most choices enumerated for one slip
 
 
 class Lazy:
@@ -67,6 +68,7 @@ class Change:
     layer: str          #: the row path ("*" for the whole formula, "input" for the input)
     delta: Any
     detail: Any = ""    #: e.g. "NF^2*k^2 instead of NC*NF*k^2" (str or Lazy)
+    variant: str = ""   #: a second change of one layer is an alternative, e.g. "with NF where NC belongs"
 
 
 @dataclass(frozen=True)
@@ -148,6 +150,20 @@ class SlipContext:
     def add(self, row: Any, delta: Any, detail: Any = "") -> Change:
         """``delta`` is added to the row's count."""
         return Change(row.path, sp.expand(sp.sympify(delta)), detail)
+
+    def variants(self, row: Any, value: Any, detail: str = "") -> Iterator[Change]:
+        """The row's count becomes ``value``; and, as alternatives, ``value`` with NF where NC
+        belongs or NC where NF belongs (a slip combined with a channel mix-up in that layer)."""
+        shown = lambda v, extra="": Lazy(lambda: f"{formula_str(v)}" + (f" ({detail}{extra})" if detail or extra  # noqa: E731
+                                                                          else ""))
+        yield self.change(row, value, shown(value))
+        if not isinstance(value, sp.Basic):
+            return
+        for s_, t in ((NC, NF), (NF, NC)):
+            if value.has(s_):
+                new = sp.expand(value.xreplace({s_: t}))
+                yield Change(row.path, sp.expand(new - sp.sympify(row.value(self.q))),
+                             shown(new, f"{', ' if detail else ''}with {t} where {s_} belongs"), variant=f"{t}-for-{s_}")
 
     def area(self) -> Any:
         """The input's H*W (numbers for a numeric size)."""
@@ -233,38 +249,69 @@ def _packer(fps: Iterable[tuple]) -> Callable[[tuple], int]:
     return pack
 
 
-def _subset_sums(values: list[int], policy: str) -> dict[int, list[tuple[int, ...]]]:
-    """{sum: subsets (index tuples, smallest first, at most 4)} allowed by ``policy``."""
-    n = len(values)
+def _subset_sums(values: list[int], policy: str, layers: Sequence[str] | None = None
+                 ) -> dict[int, list[tuple[int, ...]]]:
+    """{sum: choices (index tuples, fewest first, at most 4)} allowed by ``policy``.
+
+    Changes of one layer are alternatives (a variant of the slip in that layer): a choice takes at
+    most one of them.  ``any``: any non-empty set of layers; ``most``: at most half of them;
+    ``one``: a single layer; ``all``: every layer.
+    """
+    layers = list(layers) if layers is not None else [str(i) for i in range(len(values))]
+    groups: dict[str, list[int]] = {}
+    for i, layer in enumerate(layers):
+        groups.setdefault(layer, []).append(i)
+    opts = list(groups.values())
+    n = len(opts)
     out: dict[int, list[tuple[int, ...]]] = {}
 
-    def put(total: int, idx: tuple[int, ...]) -> None:
-        lst = out.setdefault(total, [])
+    def put(idx: tuple[int, ...]) -> None:
+        lst = out.setdefault(sum(values[i] for i in idx), [])
         if len(lst) < 4 and idx not in lst:
             lst.append(idx)
-    if policy == "one" or n == 1:
-        for i, v in enumerate(values):
-            put(v, (i,))
-        return out if policy != "all" or n == 1 else {sum(values): [tuple(range(n))]}
-    if policy == "all":
-        return {sum(values): [tuple(range(n))]}
-    most = n if policy == "any" else max(1, n // 2)
-    if n <= _SUBSET_LIMIT:
-        level: list[tuple[int, tuple[int, ...]]] = [(0, ())]
-        for i, v in enumerate(values):
-            level = level + [(t + v, idx + (i,)) for t, idx in level if len(idx) < most]
-        subsets = sorted(level[1:], key=lambda x: len(x[1]))
-        for total, idx in subsets:
-            put(total, idx)
+    if policy == "one" or n == 1 and policy != "all":
+        for i in range(len(values)):
+            put((i,))
         return out
-    whole = sum(values)
-    for i, v in enumerate(values):
-        put(v, (i,))
+    combos = 1
+    for o in opts:
+        combos *= len(o) + 1
+    if policy == "all":
+        if combos <= _COMBO_LIMIT:
+            for pick in itertools.product(*opts):
+                put(tuple(sorted(pick)))
+        else:
+            put(tuple(o[0] for o in opts))
+        return out
+    most = n if policy == "any" else max(1, n // 2)
+    if n <= _SUBSET_LIMIT and combos <= _COMBO_LIMIT:
+        level: list[tuple[int, ...]] = [()]
+        for o in opts:
+            level = level + [idx + (i,) for idx in level if len(idx) < most for i in o]
+        for idx in sorted(level[1:], key=len):
+            put(tuple(sorted(idx)))
+        return out
+    for i in range(len(values)):
+        put((i,))
     if policy == "any":
-        put(whole, tuple(range(n)))
-        for i, v in enumerate(values):
-            put(whole - v, tuple(j for j in range(n) if j != i))
+        plain = [o[0] for o in opts]
+        put(tuple(plain))
+        for j in range(n):
+            put(tuple(x for k_, x in enumerate(plain) if k_ != j))
     return out
+
+
+def _layers_of(changes: Sequence[Change], idx: tuple[int, ...]) -> int:
+    return len({changes[i].layer for i in idx})
+
+
+def _full(changes: Sequence[Change], idx: tuple[int, ...]) -> bool:
+    """The slip touches every layer it can (a systematic slip)."""
+    return _layers_of(changes, idx) == len({c.layer for c in changes})
+
+
+def _variants(changes: Sequence[Change], idx: tuple[int, ...]) -> int:
+    return sum(1 for i in idx if changes[i].variant)
 
 
 @dataclass
@@ -287,7 +334,7 @@ def _prepare(ctx: Context, table: Any, q: str, conv: Convention, expected: Any) 
         if changes:
             built.append((slip, changes, [ctx.fp(c.delta) for c in changes]))
     pack = _packer([fp for _, _, fps in built for fp in fps])
-    slips = [(slip, changes, _subset_sums([pack(fp) for fp in fps], slip.subsets))
+    slips = [(slip, changes, _subset_sums([pack(fp) for fp in fps], slip.subsets, [c.layer for c in changes]))
              for slip, changes, fps in built]
     slips.sort(key=lambda s: s[0].rank)
     prepared = _Prepared(slips, pack, sctx)
@@ -295,8 +342,26 @@ def _prepare(ctx: Context, table: Any, q: str, conv: Convention, expected: Any) 
     return prepared
 
 
+def switch_slips(reference: Convention, other: Convention, q: str) -> set[str]:
+    """The slips that turn counting under ``reference`` into counting under ``other`` (for an answer
+    right under another convention)."""
+    names: set[str] = set()
+    if reference.bias != other.bias:
+        names |= {"bias", "bias-twice"}
+    if reference.batchnorm != other.batchnorm:
+        names |= {"batchnorm", "batchnorm-twice"} if q == "weights" else {"batchnorm-layer"}
+    if reference.pooling != other.pooling:
+        names |= {"pooling", "upsampling"}
+    if reference.padding_taps != other.padding_taps:
+        names.add(f"connections-{other.padding_taps}")
+    if reference.transposed != other.transposed:
+        names.add(f"connections-{other.transposed}")
+    return names
+
+
 def search(diff: Any, ctx: Context, table: Any, q: str, conv: Convention, expected: Any, *,
-           pairs: bool = True, budget: int = SLIP_BUDGET, stats: dict | None = None) -> Found | None:
+           pairs: bool = True, budget: int = SLIP_BUDGET, stats: dict | None = None,
+           only: set[str] | None = None) -> Found | None:
     """Name the slip (or pair of slips) whose changes add up to exactly ``diff``; None if none does.
 
     Sums are compared by packed fingerprints first and the chosen explanation is then confirmed
@@ -315,6 +380,8 @@ def search(diff: Any, ctx: Context, table: Any, q: str, conv: Convention, expect
         return None
     ts = terms(diff)
     numeric = not (ts.keys() - {1})
+    if only is not None:
+        prep = _Prepared([x for x in prep.slips if x[0].name in only], prep.pack, prep.sctx)
     found = _find(target, prep, pairs, budget, stats, max(2, len(ts)), numeric)
     return _confirm(found, diff, prep, stats) if found else None
 
@@ -326,10 +393,10 @@ def _plausible(parts: list[tuple[Slip, list[Change], tuple[int, ...]]], limit: i
     seen: set[str] = set()
     cost = 0
     for _, changes, idx in parts:
-        full = len(idx) == len(changes)
+        full = _full(changes, idx)
         if numeric and not full:
             return False
-        cost += 1 if full else len(idx)
+        cost += (1 if full else _layers_of(changes, idx)) + _variants(changes, idx)
         for i in idx:
             layer = changes[i].layer
             if layer in seen and layer not in ("*", "input"):
@@ -343,7 +410,8 @@ def _find(target: int, prep: _Prepared, pairs: bool, budget: int, stats: dict, l
     found: list[tuple[tuple, list[tuple[Slip, list[Change], tuple[int, ...]]]]] = []
 
     def score(parts: list[tuple[Slip, list[Change], tuple[int, ...]]]) -> tuple:
-        return (len(parts), sum(0 if len(idx) == len(ch) else 1 for _, ch, idx in parts),
+        return (len(parts), sum(0 if _full(ch, idx) else 1 for _, ch, idx in parts)
+                + sum(_variants(ch, idx) for _, ch, idx in parts),
                 sum(s.rank for s, _, _ in parts), sum(len(idx) for _, _, idx in parts))
 
     used = 0
@@ -394,7 +462,7 @@ def _confirm(found: list, diff: Any, prep: _Prepared, stats: dict) -> Found | No
         pieces = []
         for slip, ch, idx in parts:
             picked = [ch[i] for i in idx]
-            text = slip.phrase(picked, len(idx) == len(ch), sctx)
+            text = slip.phrase(picked, _full(ch, idx), sctx)
             pieces.append(text)
             if first:
                 best_slips.append((slip.name, tuple(c.layer for c in picked if c.layer not in ("*", "input")), text))
@@ -477,7 +545,7 @@ def _batchnorm_twice(ctx: SlipContext) -> Iterator[Change]:
             yield ctx.add(r, r.counts.affine)
 
 
-@register_slip("batchnorm-running-stats", quantities=("weights",), rank=27, group="batchnorm",
+@register_slip("batchnorm-running-stats", quantities=("weights",), rank=27, group="batchnorm", subsets="all",
                noun="BatchNorm layers",
                describe="BatchNorm counted with its running mean and variance as weights ({layers}: {delta}); "
                         "they are buffers, not trainable")
@@ -501,7 +569,7 @@ def _resample_slip(kind: str) -> None:
             else:
                 v = r.counts.outputs if ctx.q == "outputs" else r.counts.connections.get(ctx.conv.padding_taps)
                 if v is not None:
-                    yield ctx.add(r, v)
+                    yield from ctx.variants(r, v)
 
     def describe(ch: Sequence[Change], full: bool, ctx: SlipContext) -> str:
         verb = "omitted" if ctx.conv.pooling else "included"
@@ -543,11 +611,7 @@ def _batchnorm_layer(ctx: SlipContext) -> Iterator[Change]:
             yield ctx.change(r, 0)
         else:
             v = r.counts.outputs if ctx.q == "outputs" else r.counts.connections.get("include", r.counts.outputs)
-            yield ctx.add(r, v)
-
-
-def _norm_at(ctx: SlipContext, r: Any, value: Any, detail: str) -> Change:
-    return ctx.change(r, value, Lazy(lambda: f"{formula_str(value)} ({detail})"))
+            yield from ctx.variants(r, v)
 
 
 @register_slip("batchnorm-full-size", quantities=("outputs", "connections"), rank=28, group="batchnorm",
@@ -556,7 +620,7 @@ def _norm_at(ctx: SlipContext, r: Any, value: Any, detail: str) -> Change:
 def _batchnorm_full(ctx: SlipContext) -> Iterator[Change]:
     """BatchNorm counted as channels x H x W of the input, not at the size where it sits."""
     for r in ctx.rows("norm"):
-        yield _norm_at(ctx, r, r.out_shape[0] * ctx.area(), "channels x H x W")
+        yield from ctx.variants(r, r.out_shape[0] * ctx.area(), "channels x H x W")
 
 
 @register_slip("batchnorm-times-area", quantities=("connections",), rank=29, group="batchnorm",
@@ -564,7 +628,7 @@ def _batchnorm_full(ctx: SlipContext) -> Iterator[Change]:
                describe="BatchNorm connections counted as its outputs x H x W ({layers}: {details})")
 def _batchnorm_times_area(ctx: SlipContext) -> Iterator[Change]:
     for r in ctx.rows("norm"):
-        yield _norm_at(ctx, r, r.counts.outputs * ctx.area(), "outputs x H x W")
+        yield from ctx.variants(r, r.counts.outputs * ctx.area(), "outputs x H x W")
 
 
 @register_slip("activation-outputs", quantities=("outputs",), rank=14, noun="activation layers",
@@ -732,7 +796,7 @@ def _area_ratio_slip(ratio: Any) -> None:
     why = ("the size before a 2x downsampling (or after one 2x upsampling too many)" if ratio == 4 else
            "the size after one 2x downsampling too many (or before a 2x upsampling)" if ratio == sp.Rational(1, 4)
            else f"an area {sp.sstr(ratio)}x the layer's output area")
-    register_slip(f"area-x{sp.sstr(ratio)}", rank=24, quantities=("outputs", "connections"),
+    register_slip(f"area-x{sp.sstr(ratio)}", rank=32, quantities=("outputs", "connections"),
                   describe=lambda ch, full, ctx: f"the {ctx.q} of {ctx.which(ch, full)} use the wrong size after "
                                                  f"pooling or upsampling: an area {sp.sstr(ratio)}x the layer's "
                                                  f"output area, {why} ({ctx.details(ch)})"
@@ -847,5 +911,5 @@ def shape_variants(kind: str) -> list[tuple[str, str, Callable[..., Fraction], i
     return out
 
 
-__all__ = ["Change", "Found", "ROUNDING_SLIPS", "SHAPE_SLIPS", "SLIPS", "SLIP_BUDGET", "ShapeSlip", "Slip",
+__all__ = ["Change", "Found", "ROUNDING_SLIPS", "switch_slips", "SHAPE_SLIPS", "SLIPS", "SLIP_BUDGET", "ShapeSlip", "Slip",
            "SlipContext", "register_shape_slip", "register_slip", "search", "shape_variants", "unregister_slip"]
