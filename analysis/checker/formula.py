@@ -540,7 +540,7 @@ def _closest(cands: list, ctx: C.Context, q: str, budget: _Budget, requested: Co
              ) -> tuple[Convention, str]:
     """The convention to explain a wrong answer against: among those with the fewest differing terms
     (and up to two more), the one whose difference the best-scored slip explains (singles first, then
-    pairs; presets first on ties)."""
+    pairs; presets first)."""
     best_n = cands[0][0]
     tops = [c for c in cands if c[0] <= best_n + 2][:8]
     chosen = None
@@ -550,7 +550,7 @@ def _closest(cands: list, ctx: C.Context, q: str, budget: _Budget, requested: Co
             conv0 = next((cv for cv in c[2] if C.is_preset(cv)), c[2][0])
             found = budget.run(c[4], ctx, conv0, q, c[3], pairs=pairs)
             if found is not None:
-                hits.append((found.score, not C.is_preset(conv0), order, conv0))
+                hits.append((not C.is_preset(conv0), found.score, order, conv0))
         if hits:
             chosen = min(hits, key=lambda h: h[:3])[3]
             break

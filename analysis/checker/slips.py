@@ -387,14 +387,15 @@ def search(diff: Any, ctx: Context, table: Any, q: str, conv: Convention, expect
 
 
 def _plausible(parts: list[tuple[Slip, list[Change], tuple[int, ...]]], limit: int, numeric: bool) -> bool:
-    """A pair must be simpler than a per-term description: no layer changed twice, and at most ``limit``
-    changes (a slip applied to all its layers counts once); a numeric difference pairs only such
+    """A pair must be simpler than a per-term description: no layer changed twice, each slip either
+    systematic (all its layers) or in at most 2 layers, and at most ``limit`` changes in all (a
+    systematic slip counts once, a per-layer variant once more); a numeric difference pairs only
     systematic slips (single numbers coincide too easily)."""
     seen: set[str] = set()
     cost = 0
     for _, changes, idx in parts:
         full = _full(changes, idx)
-        if numeric and not full:
+        if (numeric or _layers_of(changes, idx) > 2) and not full:
             return False
         cost += (1 if full else _layers_of(changes, idx)) + _variants(changes, idx)
         for i in idx:
