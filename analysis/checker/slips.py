@@ -421,7 +421,9 @@ def _find(target: int, prep: _Prepared, pairs: bool, budget: int, stats: dict, l
         for idx in sums.get(target, []):
             found.append((score([(slip, changes, idx)]), [(slip, changes, idx)]))
     complete = True
-    if not found and pairs and budget > 0:
+    if not found and pairs and used >= budget:
+        complete = False
+    elif not found and pairs:
         able = [s for s in prep.slips if s[0].pairs]
         combos = sorted(itertools.combinations(able, 2), key=lambda ab: ab[0][0].rank + ab[1][0].rank)
         for (sa, ca, ta), (sb, cb, tb) in combos:
