@@ -32,10 +32,11 @@ from .slips import SLIP_BUDGET, Found, search
 
 # ============================================================================================ helpers
 
-def _magnitude(diff: Any, ctx: C.Context) -> Fraction:
+def _magnitude(ts: Mapping[Any, Any], ctx: C.Context) -> Fraction:
+    """The size of a difference (its terms): the sum of their absolute values at the first point."""
     pt = ctx.fp.points[0]
     total = Fraction(0)
-    for m, c in C.terms(diff).items():
+    for m, c in ts.items():
         v = (c * m).xreplace(pt)
         if v.is_Rational:
             total += abs(Fraction(int(v.p), int(v.q)))
@@ -192,11 +193,13 @@ def _hints(given: Any, ctx: C.Context, distinct: Mapping, size: Any) -> list[str
             exp_free |= simple.free_symbols
     absent = [s for s in C.CHANNELS if s in exp_free and s not in free and C.SYMBOL_HPARAM[s] in ctx.defaults]
     size_absent = size is None and H in exp_free and W in exp_free and not (free & {H, W})
+    given_fp = ctx.fp(given) if absent else None
     for n in range(len(absent), 0, -1):
         for combo in itertools.combinations(absent, n):
             vals = {s: sp.Integer(ctx.defaults[C.SYMBOL_HPARAM[s]]) for s in combo}
             for simple, convs in distinct.values():
-                if sp.expand(given - sp.sympify(simple).xreplace(vals)) == 0:
+                fixed = sp.sympify(simple).xreplace(vals)
+                if ctx.fp(fixed) == given_fp and sp.expand(given - fixed) == 0:
                     conv = next((c for c in convs if C.is_preset(c)), convs[0])
                     what = ", ".join(f"{s}={v}" for s, v in vals.items())
                     flags = " ".join(f"--{str(s).lower()} {v}" for s, v in vals.items())
@@ -454,7 +457,8 @@ def _check_one(text: str, given: Any, model: Any, q: str, hp: dict[str, Any], sy
         cands = []
         for key, (simple, convs) in distinct.items():
             d = sp.expand(given - simple)
-            cands.append((len(C.terms(d)), _magnitude(d, ctx), convs, simple, d))
+            ts = C.terms(d)
+            cands.append((len(ts), _magnitude(ts, ctx), convs, simple, d))
         if not cands:
             raise ArchcountError("no convention can be evaluated for this model; fix the kernel", model=name)
         cands.sort(key=lambda c: (c[0], c[1]))

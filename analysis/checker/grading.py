@@ -20,6 +20,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
+import sympy as sp
+
 from ..conventions import PRESETS
 from ..errors import ArchcountError
 from .batch import FIELDS
@@ -432,7 +434,7 @@ def grade(rows: Any, key: Key, errors: Sequence[RowError] = ()) -> GradeReport:
                 answers.append(Graded(student, q.id, "", 0.0, q.points, "no answer", ("no answer",)))
                 continue
             text = _answer_key(sub.answer)
-            ck = (q.id, text)
+            ck = (q.id, _same_answer(q, text) if isinstance(sub.answer, str) else text)
             if ck not in cache:
                 try:
                     cache[ck] = _judge(q, sub.answer)
@@ -461,6 +463,21 @@ def _answer_key(answer: Any) -> str:
     if isinstance(answer, (TooDeep, LongNumber)):
         return answer.describe()
     return str(answer).strip()[:2000] if not isinstance(answer, str) else " ".join(answer.split())
+
+
+def _same_answer(q: Question, text: str) -> Any:
+    """What makes two answers to ``q`` the same for judging: the formula itself for a plain count
+    formula (so ``9(NIC NF + NC^2)`` and ``9 NIC NF + 9 NC^2`` are judged once), else the text."""
+    if q.kind != "formula" or len(text) > 2000:
+        return text
+    from ..parsing import parse_answer
+    try:
+        a = parse_answer(text)
+    except ArchcountError:
+        return text
+    if a.form != "expression":
+        return text
+    return ("expression", sp.srepr(sp.expand(a.expression)))
 
 
 __all__ = ["GradeReport", "Graded", "Key", "Question", "QuestionSummary", "RowError", "StudentGrade", "Submission",

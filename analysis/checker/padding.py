@@ -12,6 +12,7 @@ True
 """
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any, Iterable, Sequence
 
@@ -181,41 +182,56 @@ def admitted(equations: Sequence[Any], kernel: int, stride: int, dilation: int, 
     >>> sorted(admitted([2 * P - OP - 2], 4, 2, 1, True))
     [(1, 0)]
     """
-    eqs = [sp.expand(sp.sympify(e).xreplace({k: kernel})) for e in equations]
-    uses_op = any(OP in e.free_symbols for e in eqs)
-    ops = range(max(stride, dilation)) if transposed and uses_op else [0]
-    out: set[tuple[int, int]] = set()
-    for o in ops:
-        es = [sp.expand(e.xreplace({OP: o})) for e in eqs]
-        es = [e for e in es if e != 0]
-        if not es:
-            return INFINITE
-        cand: set[int] | None = None
-        for e in es:
-            roots = _roots(e, kernel, stride, dilation)
-            cand = roots if cand is None else cand & roots
-            if not cand:
-                break
-        out |= {(r, o) for r in (cand or set())}
-    return out
+    return _Relation(equations).solutions(kernel, stride, dilation, transposed)
 
 
-def _roots(e: Any, kernel: int, stride: int, dilation: int) -> set[int]:
-    if e.is_number:
-        return set()
-    num, den = sp.fraction(sp.together(e))
-    try:
-        poly = sp.Poly(num, P)
-        if not poly.free_symbols <= {P}:
-            raise sp.PolynomialError
-    except (sp.PolynomialError, sp.GeneratorsNeeded):
-        bound = min(dilation * (kernel - 1) + 2 * stride + 2, _ENUMERATE_LIMIT)
-        return {v for v in range(bound + 1) if sp.sympify(e).xreplace({P: v}) == 0}
-    roots = set()
-    for r in poly.ground_roots():
-        if r.is_Integer and r >= 0 and (den.xreplace({P: r}) != 0 if den.has(P) else True):
-            roots.add(int(r))
-    return roots
+class _Relation:
+    """Equations in p, op (and k), split once into ``a*p + b`` where they are linear in p."""
+
+    def __init__(self, equations: Sequence[Any]) -> None:
+        self.eqs = [sp.expand(sp.sympify(e)) for e in equations]
+        self.uses_op = any(OP in e.free_symbols for e in self.eqs)
+        self.linear: list[tuple[Any, Any] | None] = []
+        for e in self.eqs:
+            try:
+                poly = sp.Poly(e, P)
+                ok = poly.degree() <= 1 and not any(c.has(P) for c in poly.all_coeffs())
+            except (sp.PolynomialError, sp.GeneratorsNeeded):
+                ok = False
+            self.linear.append((poly.coeff_monomial(P), poly.coeff_monomial(1)) if ok else None)
+
+    def solutions(self, kernel: int, stride: int, dilation: int, transposed: bool) -> set[tuple[int, int]] | str:
+        ops = range(max(stride, dilation)) if transposed and self.uses_op else [0]
+        out: set[tuple[int, int]] = set()
+        for o in ops:
+            values = {k: kernel, OP: o}
+            cand: set[int] | None = None
+            constraint = False
+            for e, lin in zip(self.eqs, self.linear):
+                if lin is not None:
+                    a, b = (sp.sympify(x).xreplace(values) for x in lin)
+                    if a == 0:
+                        if b != 0:
+                            cand = set()
+                            constraint = True
+                            break
+                        continue
+                    constraint = True
+                    root = -b / a
+                    roots = {int(root)} if root.is_Integer and root >= 0 else set()
+                else:
+                    ev = sp.expand(e.xreplace(values))
+                    if ev == 0:
+                        continue
+                    constraint = True
+                    roots = _roots(ev, kernel, stride, dilation)
+                cand = roots if cand is None else cand & roots
+                if not cand:
+                    break
+            if not constraint:
+                return INFINITE
+            out |= {(r, o) for r in (cand or set())}
+        return out
 
 
 def _equations(chains: Sequence[Any], transposed: bool, default_op: bool) -> list[Any]:
@@ -245,6 +261,7 @@ def _judge(got: set | str, right: set[tuple[int, int]], transposed: bool) -> tup
         return False, f"it holds for every p ({domain}), so it does not pin the padding; the right one: " \
                       f"{_sols_text(sorted(right), transposed)}", "relation-free"
     assert isinstance(got, set)
+    right = set(right)
     if got == right:
         if not right:
             return True, "right: no padding works, and the relation has no solution either", ""
@@ -268,10 +285,11 @@ def _judge(got: set | str, right: set[tuple[int, int]], transposed: bool) -> tup
     return False, "; ".join(parts), "relation-extra" if extra else "relation-missing"
 
 
-def _right_set(kernel: int, stride: int, dilation: int, transposed: bool, scale: Any) -> set[tuple[int, int]]:
+@functools.lru_cache(maxsize=4096)
+def _right_set(kernel: int, stride: int, dilation: int, transposed: bool, scale: Any) -> frozenset[tuple[int, int]]:
     from ..shapes import solve_padding
     sol = solve_padding(kernel, stride=stride, dilation=dilation, transposed=transposed, scale=scale)
-    return {(int(a), int(b)) for a, b in sol.solutions}
+    return frozenset((int(a), int(b)) for a, b in sol.solutions)
 
 
 def _relation_check(text: str, form: str, chains: Sequence[Any], kernel: Any, stride: int, dilation: int,
@@ -296,9 +314,10 @@ def _relation_check(text: str, form: str, chains: Sequence[Any], kernel: Any, st
     # a symbolic kernel: judged for every k = 1 .. KERNELS_CHECKED
     failing: list[int] = []
     first_why = ""
+    relation = _Relation(eqs)
     for kv in range(1, KERNELS_CHECKED + 1):
         right = _right_set(kv, stride, dilation, transposed, scale)
-        got = admitted(eqs, kv, stride, dilation, transposed)
+        got = relation.solutions(kv, stride, dilation, transposed)
         ok_k, why, _ = _judge(got, right, transposed)
         if not ok_k:
             failing.append(kv)
