@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import html as _html
 import json
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Sequence
 
 import sympy as sp
 

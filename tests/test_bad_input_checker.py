@@ -7,7 +7,6 @@ changed outside the case folder's allowed paths.  Cases run through the shared h
 """
 from __future__ import annotations
 
-import os
 
 import pytest
 import sympy as sp

@@ -186,3 +186,19 @@ def test_parse_formula_keeps_one_formula():
         parse_formula("NF ∈ {1}")
     assert parse_answer("NF or NC").form == "alternatives"
     assert parse_answer("NF or NC").alternatives[1][0].sides == (NC,)
+
+
+# ======================================================================================== rendering
+
+def test_notebook_reprs_delegate_to_reports():
+    from analysis.checker import check_scaled, check_shape
+    from reports import checking
+    r = check("9 NIC NF + 27 NF^2 + 9 NF NC + 9 NC^2", "pool_upsample", "weights")
+    assert r._repr_markdown_() == checking.markdown(r) and "| NF^2 | 36 | **27** |" in r._repr_markdown_()
+    assert r._repr_latex_().startswith("$") and "36 NF^{2}" in r._repr_latex_()
+    assert r._repr_html_().startswith("<pre>") and "per-term table" in r._repr_html_()
+    for res in (check_shape("16x513x385", "conv k=5 s=2 p=1 out=16", "3x1024x768"),
+                check_padding("p = 1 or p = 2", 4, stride=2), check_scaled("4x", "unet", "weights")):
+        assert res.verdict in res._repr_markdown_() and res._repr_latex_().startswith("$")
+        assert explain(res) in res._repr_html_().replace("&gt;", ">").replace("&#x27;", "'")
+    assert not hasattr(r, "explain") and not hasattr(r, "table")    # rendering lives in reports

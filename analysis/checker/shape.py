@@ -2,8 +2,7 @@
 
 >>> r = check_shape("16x961x641", "conv k=5 s=2 p=1 out=16", "3x1920x1080")
 >>> [(a.axis, a.slips, a.note) for a in r.axes]
-[('H', ('kernel-term-missing',), ''), ('W', (), 'looks like a typo of 541 (the value kernel term missing: \
-out = (n + 2p)/s, without the -k and the +1 gives)')]
+[('H', ('kernel-term-missing',), ''), ('W', (), 'looks like a typo of 541, what kernel-term-missing, which fits H, gives')]
 """
 from __future__ import annotations
 
@@ -135,7 +134,7 @@ def _typo_of(claimed: Fraction, candidates: Sequence[tuple[Fraction, str]]) -> s
             continue
         v = str(value.numerator)
         if v != c and _one_edit(c, v):
-            return f"looks like a typo of {v}" + (f" ({why})" if why else "")
+            return f"looks like a typo of {v}" + (f", {why}" if why else "")
     return ""
 
 
@@ -256,7 +255,8 @@ def _diagnose(lay: Any, shape: Sequence[Any], spatial_c: list[Fraction], spatial
         wrong = spatial_c[i] != spatial_e[i]
         if wrong and not hits:
             other = per_axis[1 - i]
-            cands = [(values[h[1]][i], f"the value {h[2]} gives") for h in other if h[1] in values]
+            cands = [(values[h[1]][i], f"what {h[1]}, which fits {'HW'[1 - i]}, gives") for h in other
+                     if h[1] in values]
             cands.append((Fraction(spatial_e[i]), "the right value"))
             note = _typo_of(spatial_c[i], cands)
         claimed = int(spatial_c[i]) if spatial_c[i].denominator == 1 else spatial_c[i]

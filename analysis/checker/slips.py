@@ -31,12 +31,12 @@ import itertools
 import math
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import sympy as sp
 
 from ..conventions import Convention
-from ..symbols import NC, NF, NIC, H, W, k
+from ..symbols import NC, NF, H, W, k
 from .common import CHANNELS, QUANTITIES, Context, formula_str, is_zero, terms
 
 #: Most subset sums looked up when pairing slips, per answer (the search stops there and says so).

@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Any, Mapping
 
 from analysis.errors import ArchcountError
@@ -22,6 +21,10 @@ examples:
   archcount check --shape 16x513x385 --layer "conv k=5 s=2 p=1 out=16" --input 3x1024x768
   archcount check --padding p=2 --kernel 4 --stride 2
   archcount check --padding "p=1 op=0" --kernel 4 --stride 2 --transposed
+  archcount check --padding "2p - op = 2" --kernel 4 --stride 2 --transposed      (a relation)
+  archcount check --padding "p = 1 or p = 2" --kernel 4 --stride 2                 (alternatives)
+  archcount check --padding "p = (k-1)/2" --kernel k                               (every kernel size)
+  archcount check "32*32*NC = 1024 NC" --model conv_transpose --quantity outputs --size 32   (working)
   archcount check --scaled 4x --model unet --quantity weights          (doubling the input: 4x the weights?)
   archcount check --file answers.yaml --format md
 
@@ -31,8 +34,14 @@ evaluated as Python.  Without --convention a formula is right when it matches a 
 all-layers, parameters); the output names every convention it matches, or the closest one, the
 difference per term, and which layers' terms account for it.
 
-Batch file (YAML, a list; each entry one of):
-  - {id: q1, model: unet, quantity: weights, formula: "...", size: 32, hparams: {kernel: 3},
+Answers: a formula, chained working (a = b = c: every link judged, the first wrong step named),
+alternatives (a or b, x ∈ {a, b}: each judged); for --padding also relations on p and op, judged by
+their solutions with p >= 0 and 0 <= op < stride.  A wrong answer is explained by the named slip
+(or pair of slips) that reproduces it, with the layer names (see analysis.checker.SLIPS).
+
+Batch file (YAML or JSON, a list; entries with a student field are grouped by student, and a
+student whose answers are right only under different conventions is flagged; each entry one of):
+  - {id: q1, student: ana, model: unet, quantity: weights, formula: "...", size: 32, hparams: {kernel: 3},
      convention: parameters}
   - {id: q2, shape: 16x511x383, layer: "conv k=5 s=2 p=1 out=16", input: 3x1024x768}
   - {id: q3, padding: p=1, kernel: 4, stride: 2, transposed: false}
