@@ -88,6 +88,7 @@ Limits (module constants), checked before sympy computes anything:
 """
 from __future__ import annotations
 
+import contextlib
 import difflib
 import math
 import re
@@ -943,6 +944,16 @@ def _strip_lhs(tokens: list[_Token]) -> list[_Token]:
     return tokens[i + 1:]
 
 
+def _check_text(text: Any, max_length: Any, what: str) -> None:
+    """The text is a string of at most ``max_length`` characters (refused before it is read)."""
+    if not isinstance(text, str):
+        raise _error(f"{what} must be text, got {type(text).__name__}")
+    if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1:
+        raise _error(f"max_length must be a positive integer, got {max_length!r}")
+    if len(text) > max_length:
+        raise _error(f"formula too long: {len(text)} characters, at most {max_length} are allowed")
+
+
 def parse_formula(text: str, *, symbols: Mapping[str, sp.Symbol] | None = None,
                   max_length: int = 2000) -> sp.Expr:
     """Read ``text`` (plain text or LaTeX; see the module docstring) into a sympy expression.
@@ -958,12 +969,7 @@ def parse_formula(text: str, *, symbols: Mapping[str, sp.Symbol] | None = None,
     >>> parse_formula("NF 2^N", symbols={"N": positive_int_symbol("N")})
     2**N*NF
     """
-    if not isinstance(text, str):
-        raise _error(f"a formula must be text, got {type(text).__name__}")
-    if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1:
-        raise _error(f"max_length must be a positive integer, got {max_length!r}")
-    if len(text) > max_length:
-        raise _error(f"formula too long: {len(text)} characters, at most {max_length} are allowed")
+    _check_text(text, max_length, "a formula")
     table = _table(symbols)
     tokens = _tokenize(text, table)
     tokens = _strip_delimiters(tokens)
@@ -973,18 +979,29 @@ def parse_formula(text: str, *, symbols: Mapping[str, sp.Symbol] | None = None,
         raise _error("empty formula")
     tokens.append(_Token(END, "", len(text)))
     parser = _Parser(tokens, table)
-    try:
+    with _refusals():
         expr = parser.parse()
+    _finish(expr)
+    return expr
+
+
+@contextlib.contextmanager
+def _refusals() -> Any:
+    """sympy refusing to build something (or a recursion limit) as an ArchcountError."""
+    try:
+        yield
     except ArchcountError:
         raise
     except RecursionError:
         raise _error("formula nested too deeply") from None
     except (ArithmeticError, TypeError, ValueError, AttributeError) as exc:  # sympy refusing
         raise _error(f"cannot build the formula: {type(exc).__name__}: {exc}") from None
+
+
+def _finish(expr: sp.Expr) -> None:
     if expr.has(sp.zoo, sp.nan, sp.oo, -sp.oo):  # pragma: no cover - zeros are caught on the way
         raise _error("the formula is not finite (division by zero)")
     _check_exponents(expr)
-    return expr
 
 
 def _check_exponents(expr: sp.Expr) -> None:
@@ -1156,12 +1173,7 @@ def parse_answer(text: str, *, symbols: Mapping[str, sp.Symbol] | None = None,
     >>> a.form, a.alternatives[0][0].label, len(a.alternatives[0][0].sides)
     ('chain', 'weights', 2)
     """
-    if not isinstance(text, str):
-        raise _error(f"an answer must be text, got {type(text).__name__}")
-    if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1:
-        raise _error(f"max_length must be a positive integer, got {max_length!r}")
-    if len(text) > max_length:
-        raise _error(f"formula too long: {len(text)} characters, at most {max_length} are allowed")
+    _check_text(text, max_length, "an answer")
     names = dict(symbols or {})
     names.update(unknowns or {})
     table = _table(names or None)
@@ -1170,8 +1182,8 @@ def parse_answer(text: str, *, symbols: Mapping[str, sp.Symbol] | None = None,
     if not tokens:
         raise _error("empty formula")
     end = len(text)
-    try:
-        alternatives: list[tuple[Chain, ...]] = []
+    alternatives: list[tuple[Chain, ...]] = []
+    with _refusals():
         for i, part in enumerate(_split(tokens, (OR,), ("or",))):
             sep, body = _body(part, i == 0)
             if not body:
@@ -1205,18 +1217,10 @@ def parse_answer(text: str, *, symbols: Mapping[str, sp.Symbol] | None = None,
             alternatives.extend(tuple(opt) for opt in options)
             if len(alternatives) > MAX_ALTERNATIVES:
                 raise _error(f"more than {MAX_ALTERNATIVES} alternatives {_AT}", part[0].pos)
-    except ArchcountError:
-        raise
-    except RecursionError:
-        raise _error("formula nested too deeply") from None
-    except (ArithmeticError, TypeError, ValueError, AttributeError) as exc:  # sympy refusing
-        raise _error(f"cannot build the formula: {type(exc).__name__}: {exc}") from None
     for alt in alternatives:
         for chain in alt:
             for side in chain.sides:
-                if side.has(sp.zoo, sp.nan, sp.oo, -sp.oo):  # pragma: no cover - zeros are caught
-                    raise _error("the formula is not finite (division by zero)")
-                _check_exponents(side)
+                _finish(side)
     return Answer(text, tuple(alternatives), tuple(dict.fromkeys((unknowns or {}).values())))
 
 

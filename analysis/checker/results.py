@@ -15,7 +15,18 @@ from .common import jsonable
 
 
 class Displayed:
-    """Jupyter display: Markdown, LaTeX and HTML come from :mod:`reports.checking`."""
+    """What every result shares: the explanations in one line, the slip names, and the Jupyter
+    display (Markdown, LaTeX and HTML come from :mod:`reports.checking`)."""
+
+    @property
+    def explanation(self) -> str:
+        """The explanations in one line."""
+        return "; ".join(getattr(self, "explanations", ()))
+
+    @property
+    def slip_names(self) -> tuple[str, ...]:
+        """The names of the slips that reproduce the answer."""
+        return tuple(getattr(self, "slips", ()))
 
     def _repr_markdown_(self) -> str:
         from reports.checking import markdown
@@ -136,11 +147,6 @@ class CheckResult(Displayed):
     kind = "formula"
 
     @property
-    def explanation(self) -> str:
-        """The explanations in one line."""
-        return "; ".join(self.explanations)
-
-    @property
     def slip_names(self) -> tuple[str, ...]:
         """The named slips that reproduce the answer exactly (empty when only part is explained)."""
         if any(s.partial for s in self.slips):
@@ -200,10 +206,6 @@ class ShapeCheck(Displayed):
     kind = "shape"
 
     @property
-    def explanation(self) -> str:
-        return "; ".join(self.explanations)
-
-    @property
     def slip_names(self) -> tuple[str, ...]:
         """The slips of the first combination that reproduces the claim (``+`` joins a combination);
         per axis (``H:...``) when no combination fits both axes."""
@@ -250,14 +252,6 @@ class PaddingCheck(Displayed):
 
     kind = "padding"
 
-    @property
-    def explanation(self) -> str:
-        return "; ".join(self.explanations)
-
-    @property
-    def slip_names(self) -> tuple[str, ...]:
-        return self.slips
-
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "claimed": {"padding": jsonable(self.claimed[0]),
                                                "output_padding": jsonable(self.claimed[1])},
@@ -291,14 +285,6 @@ class ScalingCheck(Displayed):
     slips: tuple[str, ...] = ()
 
     kind = "scaled"
-
-    @property
-    def explanation(self) -> str:
-        return "; ".join(self.explanations)
-
-    @property
-    def slip_names(self) -> tuple[str, ...]:
-        return self.slips
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "claim": self.claim, "model": self.model, "quantity": self.quantity,

@@ -634,20 +634,17 @@ def _batchnorm_times_area(ctx: SlipContext) -> Iterator[Change]:
         yield from ctx.variants(r, r.counts.outputs * ctx.area(), "outputs x H x W")
 
 
-@register_slip("activation-outputs", quantities=("outputs",), rank=14, noun="activation layers",
-               describe="activation outputs counted as units ({layers}: {delta})")
-def _activations(ctx: SlipContext) -> Iterator[Change]:
-    for r in ctx.rows("elementwise"):
-        if r.counts.outputs:
-            yield ctx.add(r, r.counts.outputs)
+def _outputs_slip(name: str, category: str, rank: int, noun: str, what: str) -> None:
+    """Layers of ``category`` (not counted as units) counted with their outputs."""
+    def fn(ctx: SlipContext) -> Iterator[Change]:
+        for r in ctx.rows(category):
+            if r.counts.outputs:
+                yield ctx.add(r, r.counts.outputs)
+    register_slip(name, quantities=("outputs",), rank=rank, noun=noun, describe=what + " ({layers}: {delta})")(fn)
 
 
-@register_slip("concat-outputs", quantities=("outputs",), rank=15, noun="concatenations",
-               describe="concatenation outputs counted ({layers}: {delta})")
-def _concat(ctx: SlipContext) -> Iterator[Change]:
-    for r in ctx.rows("structural"):
-        if r.counts.outputs:
-            yield ctx.add(r, r.counts.outputs)
+_outputs_slip("activation-outputs", "elementwise", 14, "activation layers", "activation outputs counted as units")
+_outputs_slip("concat-outputs", "structural", 15, "concatenations", "concatenation outputs counted")
 
 
 @register_slip("input-units", quantities=("outputs",), rank=16, subsets="all",
