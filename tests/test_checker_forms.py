@@ -202,3 +202,18 @@ def test_notebook_reprs_delegate_to_reports():
         assert res.verdict in res._repr_markdown_() and res._repr_latex_().startswith("$")
         assert explain(res) in res._repr_html_().replace("&gt;", ">").replace("&#x27;", "'")
     assert not hasattr(r, "explain") and not hasattr(r, "table")    # rendering lives in reports
+
+
+def test_layer_text_input_channels():
+    from analysis.layertext import layer_output_shape, parse_layer
+    layer = parse_layer("conv k=5 s=2 p=1 in=3 out=16")
+    assert layer.in_channels == 3 and str(layer) == "conv k=5 s=2 p=1 in=3 out=16" and parse_layer(str(layer)) == layer
+    conv = torch.nn.Conv2d(3, 16, 5, stride=2, padding=1, device="meta")
+    assert layer_output_shape(layer, "3x32x32").output_shape == tuple(conv(torch.empty(1, 3, 32, 32,
+                                                                                  device="meta")).shape[1:])
+    with pytest.raises(RuntimeError):                     # torch refuses 8 channels too
+        conv(torch.empty(1, 8, 32, 32, device="meta"))
+    with pytest.raises(ArchcountError, match="in=3 channels, but the input has 8") as info:
+        layer_output_shape(layer, "8x32x32")
+    assert info.value.argument == "in"
+    assert "in= is not checked" in " ".join(layer_output_shape(layer, "32x32").notes)

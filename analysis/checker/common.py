@@ -553,9 +553,10 @@ def _build(model: Any, hp: dict[str, Any], size: tuple | None) -> Context:
             table = table.substitute(**values)
     else:
         from ..counting import count, input_sizes
-        if size is not None and max(size) > EXACT_SIZE_MAX and isinstance(model, str):
-            import models as zoo
-            input_sizes(size, spec=zoo.spec(model), model=name)   # the model's size rule
+        if size is not None and max(size) > EXACT_SIZE_MAX:
+            if isinstance(model, str):
+                import models as zoo
+                input_sizes(size, spec=zoo.spec(model), model=name)   # the model's size rule
             table = _closed_form(count(model, input_size=(H, W), **hp), size, name)
             notes = (f"sizes above {EXACT_SIZE_MAX}: the exact closed forms in H, W evaluated at "
                      f"{size[0]}x{size[1]}",)
