@@ -154,9 +154,26 @@ def _parse_value(key: str, raw: Any) -> Any:
 
 
 def parse_switches(items: Iterable[str] | Mapping[str, Any] | None) -> dict[str, Any]:
-    """Parse ``["bias=true", "padding_taps=exclude"]`` (or a mapping); contradictions are rejected."""
-    if not items:
+    """Parse ``["bias=true", "padding_taps=exclude"]``, ``"bias=true"`` or a mapping; contradictions are rejected.
+
+    >>> parse_switches("bias=true, pooling=yes")
+    {'bias': True, 'pooling': True}
+    >>> parse_switches(5)
+    Traceback (most recent call last):
+        ...
+    analysis.errors.ArchcountError: argument switches: must be NAME=VALUE text, a list of such texts or a mapping such as {'bias': True}, got int 5
+    """
+    if items is None or (isinstance(items, (str, list, tuple, Mapping)) and not items):
         return {}
+    if isinstance(items, str):
+        items = [items]
+    if not isinstance(items, (list, tuple, Mapping)) or (
+            not isinstance(items, Mapping) and not all(isinstance(i, str) for i in items)) or (
+            isinstance(items, Mapping) and not all(isinstance(key, str) for key in items)):
+        shown = repr(items)
+        shown = shown if len(shown) <= 60 else shown[:57] + "..."
+        raise ArchcountError(f"must be NAME=VALUE text, a list of such texts or a mapping such as "
+                             f"{{'bias': True}}, got {type(items).__name__} {shown}", argument="switches")
     pairs: list[tuple[str, Any]] = []
     if isinstance(items, Mapping):
         pairs = list(items.items())
@@ -193,6 +210,11 @@ def get_convention(convention: str | Convention | None = None,
     """
     if isinstance(convention, Convention):
         base = convention
+    elif convention is not None and not isinstance(convention, str):
+        shown = repr(convention)
+        shown = shown if len(shown) <= 60 else shown[:57] + "..."
+        raise ArchcountError(f"must be a preset name ({', '.join(PRESETS)}) or a Convention, got "
+                             f"{type(convention).__name__} {shown}", argument="convention")
     else:
         name = (convention or "weighted").strip().lower()
         name = PRESET_ALIASES.get(name.replace(" ", "-"), name)

@@ -30,16 +30,16 @@ Layer syntax:  KIND [KEY=VALUE | FLAG] ...
   kinds   conv (conv2d), tconv (transposed, deconv, convtranspose2d), maxpool (max),
           avgpool (avg), upsample (up); shape-keeping: relu, bn, sigmoid, tanh, ...
   keys    k/kernel  s/stride  p/padding  d/dilation  op/output_padding (tconv)
-          g/groups  out/out_channels (conv, tconv)  scale/scale_factor  mode (upsample)
+          g/groups  in/in_channels  out/out_channels (conv, tconv)  scale/scale_factor  mode (upsample)
   flags   ceil (maxpool, avgpool: ceil_mode)   xN (upsample: x2, x1.5, x3/2)
   values  integers or the symbols NIC, NF, NC, k, H, W; k, s, p, d and op also take
           one value per axis as HxW, e.g. k=3x1
   defaults  s=1 (conv, tconv), s=k (pools), p=0, d=1, op=0, g=1;
-            without out= a conv keeps the channel count
+            without out= a conv keeps the channel count; in= is checked against the input's channels
 Chains:  layers joined by ';' or '->', e.g. "conv k=3 s=2 p=1 out=16 -> relu -> maxpool k=2"
 Shapes:  HxW, CxHxW or NxCxHxW, e.g. 3x1024x768 (also 3,1024,768 or NICxHxW)
 Examples:
-  conv k=5 s=2 p=1 out=16      tconv k=4 s=2 p=1 op=0 out=8
+  conv k=5 s=2 p=1 out=16      tconv k=4 s=2 p=1 op=0 out=8      conv k=3 in=3 out=16
   maxpool k=2                  avgpool k=3 s=2 p=1 ceil
   upsample x2                  upsample scale=1.5"""
 
@@ -50,18 +50,20 @@ KEYS: dict[str, str] = {
     "d": "dilation", "dilation": "dilation",
     "op": "output_padding", "output_padding": "output_padding",
     "g": "groups", "groups": "groups",
+    "in": "in_channels", "in_channels": "in_channels",
     "out": "out_channels", "out_channels": "out_channels",
     "scale": "scale_factor", "scale_factor": "scale_factor",
     "mode": "mode",
 }
 SHORT = {"kernel": "k", "stride": "s", "padding": "p", "dilation": "d", "output_padding": "op",
-         "groups": "g", "out_channels": "out", "scale_factor": "scale", "mode": "mode"}
+         "groups": "g", "in_channels": "in", "out_channels": "out", "scale_factor": "scale", "mode": "mode"}
 MINIMUM = {"kernel": 1, "stride": 1, "padding": 0, "dilation": 1, "output_padding": 0, "groups": 1,
-           "out_channels": 1}
+           "in_channels": 1, "out_channels": 1}
 PER_AXIS = ("kernel", "stride", "padding", "dilation", "output_padding")
 ALLOWED: dict[str, tuple[str, ...]] = {
-    "conv": ("kernel", "stride", "padding", "dilation", "groups", "out_channels"),
-    "transposed": ("kernel", "stride", "padding", "dilation", "output_padding", "groups", "out_channels"),
+    "conv": ("kernel", "stride", "padding", "dilation", "groups", "in_channels", "out_channels"),
+    "transposed": ("kernel", "stride", "padding", "dilation", "output_padding", "groups", "in_channels",
+                   "out_channels"),
     "maxpool": ("kernel", "stride", "padding", "dilation", "ceil_mode"),
     "avgpool": ("kernel", "stride", "padding", "ceil_mode"),
     "upsample": ("scale_factor", "mode"),
@@ -126,7 +128,7 @@ class LayerText:
 
     >>> parse_layer("tconv k=4 s=2 p=1 out=8")
     LayerText(kind='transposed', name='tconv', kernel=4, stride=2, padding=1, dilation=1, output_padding=0, \
-groups=1, out_channels=8, ceil_mode=False, scale_factor=None, mode=None)
+groups=1, out_channels=8, ceil_mode=False, scale_factor=None, mode=None, in_channels=None)
     """
 
     kind: str
@@ -141,6 +143,7 @@ groups=1, out_channels=8, ceil_mode=False, scale_factor=None, mode=None)
     ceil_mode: bool = False
     scale_factor: Scale | None = None
     mode: str | None = None
+    in_channels: Size | None = None
     text: str = field(default="", compare=False, repr=False)  #: the text as written
 
     def axis_value(self, name: str, axis: int, naxes: int) -> Any:
@@ -172,6 +175,8 @@ groups=1, out_channels=8, ceil_mode=False, scale_factor=None, mode=None)
             value = getattr(self, name)
             if value != default:
                 parts.append(f"{SHORT[name]}={format_value(value)}")
+        if self.in_channels is not None:
+            parts.append(f"in={format_value(self.in_channels)}")
         if self.out_channels is not None:
             parts.append(f"out={format_value(self.out_channels)}")
         if self.ceil_mode:
@@ -181,8 +186,8 @@ groups=1, out_channels=8, ceil_mode=False, scale_factor=None, mode=None)
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "name": self.name, "text": str(self),
                 **{name: _jsonable(getattr(self, name)) for name in (
-                    "kernel", "stride", "padding", "dilation", "output_padding", "groups", "out_channels",
-                    "ceil_mode", "scale_factor", "mode")}}
+                    "kernel", "stride", "padding", "dilation", "output_padding", "groups", "in_channels",
+                    "out_channels", "ceil_mode", "scale_factor", "mode")}}
 
 
 def _parse_size(raw: str, argument: str, token: str, context: str) -> Size:
@@ -273,7 +278,7 @@ def parse_layer(text: str) -> LayerText:
             key, _, raw = token.partition("=")
             name = KEYS.get(key.lower())
             if name is None:
-                raise ArchcountError(f"unknown key {key!r} in {token!r}; valid keys: k, s, p, d, op, g, out, "
+                raise ArchcountError(f"unknown key {key!r} in {token!r}; valid keys: k, s, p, d, op, g, in, out, "
                                      f"scale, mode", argument=key or token, layer=context)
             if not raw:
                 raise ArchcountError(f"missing value in {token!r}", argument=name, layer=context)
@@ -346,6 +351,10 @@ def _check_layer(layer: LayerText, context: str) -> None:
     if layer.kind in ("conv", "transposed") and isinstance(layer.groups, int) \
             and isinstance(layer.out_channels, int) and layer.out_channels % layer.groups:
         raise ArchcountError(f"out_channels {layer.out_channels} is not divisible by groups {layer.groups}",
+                             argument="groups", layer=context)
+    if layer.kind in ("conv", "transposed") and isinstance(layer.groups, int) \
+            and isinstance(layer.in_channels, int) and layer.in_channels % layer.groups:
+        raise ArchcountError(f"in_channels {layer.in_channels} is not divisible by groups {layer.groups}",
                              argument="groups", layer=context)
 
 
@@ -552,6 +561,14 @@ def layer_output_shape(layer: LayerText | str, input_shape: str | Sequence[Any])
     if layer.kind in ("conv", "transposed"):
         if len(shape) >= 3:
             channels = shape[-3]
+            want = layer.in_channels
+            if want is not None and isinstance(channels, int) and isinstance(want, int) and channels != want:
+                raise ArchcountError(f"the layer takes in={want} channels, but the input has {channels} "
+                                     f"(channel axis of {format_shape(shape)})", argument="in", **context)
+            if want is not None and isinstance(channels, sp.Basic) and isinstance(want, sp.Basic) \
+                    and sp.simplify(channels - want) != 0:
+                raise ArchcountError(f"the layer takes in={format_value(want)} channels, but the input has "
+                                     f"{format_value(channels)}", argument="in", **context)
             g = layer.groups
             if isinstance(channels, int) and isinstance(g, int) and channels % g:
                 raise ArchcountError(f"the input's {channels} channels are not divisible by groups {g}",
@@ -562,6 +579,8 @@ def layer_output_shape(layer: LayerText | str, input_shape: str | Sequence[Any])
                 notes.append(f"out= not given: the channel count {format_value(channels)} is kept")
         elif layer.out_channels is not None:
             notes.append("the input has no channel axis (HxW), so out= is not shown")
+        if len(shape) < 3 and layer.in_channels is not None:
+            notes.append("the input has no channel axis (HxW), so in= is not checked")
     if layer.kind == "upsample" and any(st.result.dropped is None for st in steps):
         notes.append("a fractional scale repeats some rows and may skip others, depending on the mode; "
                      "skipped rows are not counted")

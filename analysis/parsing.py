@@ -88,6 +88,7 @@ Limits (module constants), checked before sympy computes anything:
 """
 from __future__ import annotations
 
+import contextlib
 import difflib
 import math
 import re
@@ -102,8 +103,8 @@ from .symbols import ALIASES, STANDARD
 
 __all__ = [
     "MAX_DEPTH", "MAX_DIGITS", "MAX_EXPONENT", "MAX_FUNCTION_ARGS", "MAX_FUNCTIONS",
-    "MAX_NUMBER_BITS", "MAX_TERMS",
-    "FUNCTIONS", "parse_formula", "parse_number_or_formula",
+    "MAX_NUMBER_BITS", "MAX_TERMS", "MAX_SIDES", "MAX_ALTERNATIVES", "MAX_CONJUNCTS",
+    "Answer", "Chain", "FUNCTIONS", "check_limits", "parse_answer", "parse_formula", "parse_number_or_formula",
 ]
 
 MAX_EXPONENT = 64          #: largest |numerator| and denominator of a numeric exponent
@@ -131,6 +132,8 @@ _FUNCTION_LIST = "floor, ceil, ceiling, min, max, mod"
 NUM, WORD, OP, SUP, OPEN, CLOSE, FRAC, COMMA, EQ, DELIM, END = (
     "number", "word", "operator", "superscript", "open", "close", "frac", "comma", "=", "delimiter",
     "end")
+#: answer-level connectives (read by :func:`parse_answer`; an error inside a single formula)
+OR, AND, IN = "or", "and", "in"
 
 
 class _Token:
@@ -186,6 +189,8 @@ _CLOSER_TEXT = {"paren": ")", "bracket": "]", "brace": "}", "floor": "⌋ or \\r
                 "ceil": "⌉ or \\rceil"}
 
 _CMD_OPS = {"times": "*", "cdot": "*", "ast": "*", "div": "/", "bmod": "mod", "mod": "mod"}
+_CMD_CONNECTIVES = {"lor": OR, "vee": OR, "land": AND, "wedge": AND, "in": IN}
+_CHAR_CONNECTIVES = {"∨": OR, "∧": AND, "∈": IN, ";": AND}
 _CMD_FRAC = {"frac", "dfrac", "tfrac", "cfrac"}
 _CMD_BRACKETS = {"lfloor": (OPEN, "floor"), "rfloor": (CLOSE, "floor"),
                  "lceil": (OPEN, "ceil"), "rceil": (CLOSE, "ceil"),
@@ -286,6 +291,8 @@ def _tokenize(text: str, table: "_SymbolTable") -> list[_Token]:
             src = m.group()
             if name in _CMD_OPS:
                 add(_Token(OP, src, i, _CMD_OPS[name]))
+            elif name in _CMD_CONNECTIVES:
+                add(_Token(_CMD_CONNECTIVES[name], src, i))
             elif name in _CMD_FRAC:
                 add(_Token(FRAC, src, i, name))
             elif name in _CMD_BRACKETS:
@@ -365,6 +372,10 @@ def _tokenize(text: str, table: "_SymbolTable") -> list[_Token]:
             continue
         if ch == "=":
             add(_Token(EQ, ch, i))
+            i += 1
+            continue
+        if ch in _CHAR_CONNECTIVES:
+            add(_Token(_CHAR_CONNECTIVES[ch], ch, i))
             i += 1
             continue
         if ch == "$":
@@ -601,6 +612,9 @@ class _Parser:
         self.depth -= 1
 
     def unexpected(self, tok: _Token, expected: str | None = None) -> ArchcountError:
+        if tok.kind in (OR, AND, IN):
+            return _error(f"unexpected character {tok.describe()} {_AT}: one formula is expected here "
+                          f"('or', ',', ';' and '∈' join the parts of an answer, not of a formula)", tok.pos)
         if tok.kind == END:
             msg = f"unexpected end of formula {_AT}"
             return _error(msg + (f"; expected {expected}" if expected else ""), tok.pos)
@@ -928,6 +942,16 @@ def _strip_lhs(tokens: list[_Token]) -> list[_Token]:
     return tokens[i + 1:]
 
 
+def _check_text(text: Any, max_length: Any, what: str) -> None:
+    """The text is a string of at most ``max_length`` characters (refused before it is read)."""
+    if not isinstance(text, str):
+        raise _error(f"{what} must be text, got {type(text).__name__}")
+    if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1:
+        raise _error(f"max_length must be a positive integer, got {max_length!r}")
+    if len(text) > max_length:
+        raise _error(f"formula too long: {len(text)} characters, at most {max_length} are allowed")
+
+
 def parse_formula(text: str, *, symbols: Mapping[str, sp.Symbol] | None = None,
                   max_length: int = 2000) -> sp.Expr:
     """Read ``text`` (plain text or LaTeX; see the module docstring) into a sympy expression.
@@ -943,12 +967,7 @@ def parse_formula(text: str, *, symbols: Mapping[str, sp.Symbol] | None = None,
     >>> parse_formula("NF 2^N", symbols={"N": positive_int_symbol("N")})
     2**N*NF
     """
-    if not isinstance(text, str):
-        raise _error(f"a formula must be text, got {type(text).__name__}")
-    if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1:
-        raise _error(f"max_length must be a positive integer, got {max_length!r}")
-    if len(text) > max_length:
-        raise _error(f"formula too long: {len(text)} characters, at most {max_length} are allowed")
+    _check_text(text, max_length, "a formula")
     table = _table(symbols)
     tokens = _tokenize(text, table)
     tokens = _strip_delimiters(tokens)
@@ -958,18 +977,29 @@ def parse_formula(text: str, *, symbols: Mapping[str, sp.Symbol] | None = None,
         raise _error("empty formula")
     tokens.append(_Token(END, "", len(text)))
     parser = _Parser(tokens, table)
-    try:
+    with _refusals():
         expr = parser.parse()
+    _finish(expr)
+    return expr
+
+
+@contextlib.contextmanager
+def _refusals() -> Any:
+    """sympy refusing to build something (or a recursion limit) as an ArchcountError."""
+    try:
+        yield
     except ArchcountError:
         raise
     except RecursionError:
         raise _error("formula nested too deeply") from None
     except (ArithmeticError, TypeError, ValueError, AttributeError) as exc:  # sympy refusing
         raise _error(f"cannot build the formula: {type(exc).__name__}: {exc}") from None
+
+
+def _finish(expr: sp.Expr) -> None:
     if expr.has(sp.zoo, sp.nan, sp.oo, -sp.oo):  # pragma: no cover - zeros are caught on the way
         raise _error("the formula is not finite (division by zero)")
     _check_exponents(expr)
-    return expr
 
 
 def _check_exponents(expr: sp.Expr) -> None:
@@ -1007,3 +1037,15 @@ def parse_number_or_formula(value: Any, *, symbols: Mapping[str, sp.Symbol] | No
     if isinstance(value, str):
         return parse_formula(value, symbols=symbols, max_length=max_length)
     raise _error(f"expected a number or a formula, got {type(value).__name__}")
+
+
+# the answer forms (relations, alternatives, chains) and the limits for sympy input live in
+# analysis.answers, on top of this parser; they are re-exported here (on first use)
+_ANSWERS = ("MAX_ALTERNATIVES", "MAX_CONJUNCTS", "MAX_SIDES", "Answer", "Chain", "check_limits", "parse_answer")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _ANSWERS:
+        from . import answers
+        return vars(answers)[name]
+    raise AttributeError(f"module 'analysis.parsing' has no attribute {name!r}")

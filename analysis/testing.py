@@ -21,6 +21,11 @@ from typing import Any
 from .checker import CheckResult, PaddingCheck, ShapeCheck, check, check_padding, check_shape
 
 
+def _report(result: Any) -> str:
+    from reports.checking import explain
+    return explain(result)
+
+
 def assert_formula(model: Any, quantity: str, formula: Any, *, convention: Any = "weighted",
                    input_size: Any = None, switches: Any = None, **hparams: Any) -> CheckResult:
     """Assert that ``formula`` is the exact ``quantity`` of ``model`` under ``convention``.
@@ -32,7 +37,7 @@ def assert_formula(model: Any, quantity: str, formula: Any, *, convention: Any =
     result = check(formula, model, quantity, input_size=input_size, convention=convention, switches=switches,
                    **hparams)
     if not result.ok:
-        raise AssertionError(result.explain())
+        raise AssertionError(_report(result))
     return result
 
 
@@ -41,7 +46,7 @@ def assert_shape(claimed: Any, layer: Any, input_shape: Any) -> ShapeCheck:
     __tracebackhide__ = True
     result = check_shape(claimed, layer, input_shape)
     if not result.ok:
-        raise AssertionError(result.explain())
+        raise AssertionError(_report(result))
     return result
 
 
@@ -50,7 +55,7 @@ def assert_padding(claimed: Any, kernel: int, stride: int = 1, **kw: Any) -> Pad
     __tracebackhide__ = True
     result = check_padding(claimed, kernel, stride, **kw)
     if not result.ok:
-        raise AssertionError(result.explain())
+        raise AssertionError(_report(result))
     return result
 
 

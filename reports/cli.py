@@ -14,7 +14,7 @@ from typing import Sequence
 from analysis.errors import ArchcountError
 
 #: Subcommand modules under reports.commands, in the order --help shows them.
-COMMANDS: tuple[str, ...] = ("models", "count", "solve", "padding", "shape", "rf", "verify", "check",
+COMMANDS: tuple[str, ...] = ("models", "count", "solve", "padding", "shape", "rf", "verify", "check", "grade",
                              "train", "report")
 
 

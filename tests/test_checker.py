@@ -24,6 +24,7 @@ from analysis import ArchcountError
 from analysis.checker import check, check_padding, check_scaled, check_shape, formula_str
 from analysis.symbols import NC, NF, NIC, H, W, k
 from analysis.testing import assert_formula, assert_padding, assert_shape
+from reports.checking import explain
 
 A = H * W
 # ----- hand-derived formulas
@@ -65,7 +66,7 @@ MODELS = tuple(HAND)
 def test_weighted_formulas_are_right_and_named(model):
     for q in ("weights", "outputs", "connections"):
         r = check(HAND[model][q], model, q)
-        assert r.ok, r.explain()
+        assert r.ok, explain(r)
         assert r.matches[0] == "weighted" and r.verdict.startswith("right (weighted")
         assert r.difference == 0 and r.explanations == () or r.condition
 
@@ -74,9 +75,9 @@ def test_weighted_formulas_are_right_and_named(model):
 def test_all_layers_and_parameters_presets_are_accepted_and_named(model):
     for q, key in (("outputs", "all_out"), ("connections", "all_conn")):
         r = check(HAND[model][key], model, q, convention="all-layers")
-        assert r.ok and "all-layers" in r.matches, r.explain()
+        assert r.ok and "all-layers" in r.matches, explain(r)
     r = check(HAND[model]["params"], model, "weights")
-    assert r.ok and "parameters" in r.verdict and "weighted" not in r.matches, r.explain()
+    assert r.ok and "parameters" in r.verdict and "weighted" not in r.matches, explain(r)
     assert check(HAND[model]["params"], model, "weights", convention="parameters").ok
 
 
@@ -106,7 +107,7 @@ def test_exact_floor_form_and_simplified_form():
     exact = "NF ceil(H/2) ceil(W/2) + 2 NF ceil(H/4) ceil(W/4) + NF (2 ceil(H/4)) (2 ceil(W/4)) + " \
             "2 NC (4 ceil(H/4)) (4 ceil(W/4))"
     r = check(exact, "conv_transpose", "outputs")
-    assert r.ok and r.condition == "", r.explain()
+    assert r.ok and r.condition == "", explain(r)
     r = check(CT_OUT, "conv_transpose", "outputs")
     assert r.ok and r.condition == "for H, W multiples of 4"
     assert "for other sizes the exact count" in r.explanations[0]

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from reports.cli import main
-from reports.commands.check import check_entries
+from analysis.checker.batch import check_many
 
 DATA = Path(__file__).parent / "data" / "answers.yaml"
 PU_WEIGHTS = "9 NIC NF + 36 NF^2 + 9 NF NC + 9 NC^2"
@@ -100,7 +100,7 @@ def test_hostile_formulas_exit_2(capsys, tmp_path, text):
 def test_batch_file_markdown(capsys):
     code, out, err = run(capsys, "--file", str(DATA))
     lines = [line for line in out.splitlines() if line.startswith("| ")]
-    assert lines[0] == "| # | id | kind | check | answer | verdict | explanation |"
+    assert lines[0] == "| # | id | kind | check | answer | verdict | convention | explanation |"
     rows = lines[1:]
     assert len(rows) == 7
     assert "| a1-right | formula |" in rows[0] and "| right (weighted, all-layers) |" in rows[0]
@@ -108,7 +108,7 @@ def test_batch_file_markdown(capsys):
     assert "wrong under parameters (right under weighted[batchnorm=affine])" in rows[2]
     assert "missing the biases of all conv layers" in rows[2]
     assert "kernel term missing" in rows[3]
-    assert "| error |" in rows[6] and "entry 7: missing field 'quantity' (field: quantity)" in rows[6]
+    assert "| error |" in rows[6] and "entry 7: field quantity is missing" in rows[6]
     assert code == 2 and "7 entries: 2 right, 4 wrong, 1 could not be checked" in err
 
 
@@ -126,11 +126,11 @@ def test_batch_formats_and_exit_codes(capsys, tmp_path):
                      "- {id: p, model: unet, quantity: weights, formula: 'NF', hparams: {kernel: three}}\n",
                      encoding="utf-8")
     code, out, _ = run(capsys, "--file", str(sheet), "--format", "json")
-    data = json.loads(out)
+    data = json.loads(out)["entries"]
     assert code == 2
     assert data[0]["verdict"] == "wrong" and data[0]["result"]["closest"] == "weighted"
     assert data[1]["verdict"] == "error" and data[1]["field"] == "kernel" and "entry 2" in data[1]["explanation"]
-    assert data[2]["verdict"] == "error" and "entry 3: expected a mapping" in data[2]["explanation"]
+    assert data[2]["verdict"] == "error" and "entry 3: must be a mapping of fields" in data[2]["explanation"]
     assert data[3]["field"] == "hparams" and "entry 4" in data[3]["explanation"]
     sheet.write_text("- {id: w, model: unet, quantity: weights, formula: '9 NIC NF'}\n", encoding="utf-8")
     assert run(capsys, "--file", str(sheet), "--format", "text")[0] == 1
@@ -138,11 +138,11 @@ def test_batch_formats_and_exit_codes(capsys, tmp_path):
 
 def test_batch_entry_with_hostile_formula_is_an_error_row(tmp_path):
     marker = tmp_path / "pwned"
-    rows = check_entries([{"model": "unet", "quantity": "weights",
-                           "formula": f"__import__('os').system('touch {marker}')"},
-                          {"shape": "16x16x16", "layer": "maxpool k=2", "input": "16x33x33"}])
-    assert rows[0]["verdict"] == "error" and rows[0]["field"] == "formula"
-    assert rows[1]["verdict"] == "right"
+    rows = check_many([{"model": "unet", "quantity": "weights",
+                        "formula": f"__import__('os').system('touch {marker}')"},
+                       {"shape": "16x16x16", "layer": "maxpool k=2", "input": "16x33x33"}]).entries
+    assert rows[0].verdict == "error" and rows[0].field == "formula"
+    assert rows[1].verdict == "right"
     assert not marker.exists()
 
 

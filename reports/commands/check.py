@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Any, Mapping
 
 from analysis.errors import ArchcountError
@@ -22,6 +21,10 @@ examples:
   archcount check --shape 16x513x385 --layer "conv k=5 s=2 p=1 out=16" --input 3x1024x768
   archcount check --padding p=2 --kernel 4 --stride 2
   archcount check --padding "p=1 op=0" --kernel 4 --stride 2 --transposed
+  archcount check --padding "2p - op = 2" --kernel 4 --stride 2 --transposed      (a relation)
+  archcount check --padding "p = 1 or p = 2" --kernel 4 --stride 2                 (alternatives)
+  archcount check --padding "p = (k-1)/2" --kernel k                               (every kernel size)
+  archcount check "32*32*NC = 1024 NC" --model conv_transpose --quantity outputs --size 32   (working)
   archcount check --scaled 4x --model unet --quantity weights          (doubling the input: 4x the weights?)
   archcount check --file answers.yaml --format md
 
@@ -31,8 +34,14 @@ evaluated as Python.  Without --convention a formula is right when it matches a 
 all-layers, parameters); the output names every convention it matches, or the closest one, the
 difference per term, and which layers' terms account for it.
 
-Batch file (YAML, a list; each entry one of):
-  - {id: q1, model: unet, quantity: weights, formula: "...", size: 32, hparams: {kernel: 3},
+Answers: a formula, chained working (a = b = c: every link judged, the first wrong step named),
+alternatives (a or b, x ∈ {a, b}: each judged); for --padding also relations on p and op, judged by
+their solutions with p >= 0 and 0 <= op < stride.  A wrong answer is explained by the named slip
+(or pair of slips) that reproduces it, with the layer names (see analysis.checker.SLIPS).
+
+Batch file (YAML or JSON, a list; entries with a student field are grouped by student, and a
+student whose answers are right only under different conventions is flagged; each entry one of):
+  - {id: q1, student: ana, model: unet, quantity: weights, formula: "...", size: 32, hparams: {kernel: 3},
      convention: parameters}
   - {id: q2, shape: 16x511x383, layer: "conv k=5 s=2 p=1 out=16", input: 3x1024x768}
   - {id: q3, padding: p=1, kernel: 4, stride: 2, transposed: false}
@@ -55,8 +64,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--model", help="a zoo model (see 'archcount models')")
     g.add_argument("--quantity", help="weights, outputs or connections")
     g.add_argument("--size", metavar="N|HxW", help="input size; omit to compare symbolically in H, W")
-    g.add_argument("--kernel", type=int, metavar="K",
-                   help="kernel size (formula: fixes k; padding: the conv's kernel)")
+    g.add_argument("--kernel", type=_kernel, metavar="K",
+                   help="kernel size (formula: fixes k; padding: the conv's kernel); k keeps it symbolic")
     g.add_argument("--nic", type=int, dest="num_in_channels", metavar="N", help="fix NIC")
     g.add_argument("--nf", type=int, dest="num_filters", metavar="N", help="fix NF")
     g.add_argument("--nc", type=int, dest="num_colours", metavar="N", help="fix NC")
@@ -79,7 +88,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--transposed", action="store_true", help="a transposed conv")
     d.add_argument("--scale", metavar="R", help="out/in goal (default: 1/stride, or stride when transposed)")
     b = p.add_argument_group("batch mode")
-    b.add_argument("--file", metavar="YAML", help="check every answer in a YAML file; prints one row per entry")
+    b.add_argument("--file", metavar="FILE", help="check every answer in a YAML (or JSON) file; one row per entry, "
+                                                 "then the conventions per student")
     b.add_argument("--format", choices=FORMATS, default=None,
                    help="batch output: md (default), csv, json or text")
     p.add_argument("--json", action="store_true", help="print JSON (single checks; --format json in batch mode)")
@@ -134,18 +144,49 @@ def _forbid(args: argparse.Namespace, mode: str, **flags: Any) -> None:
 
 
 def _print_result(result: Any, as_json: bool) -> int:
+    from reports.checking import explain
     if as_json:
         print(json.dumps(result.to_dict(), indent=2))
     else:
-        print(result.explain())
+        print(explain(result))
     return 0 if result.ok else 1
 
 
 # --------------------------------------------------------------------------------------------- run
 
+#: API argument names -> the flags of this command, for error messages
+_FLAGS = {"input_size": "--size", "kernel": "--kernel", "num_in_channels": "--nic", "num_filters": "--nf",
+          "num_colours": "--nc", "convention": "--convention", "switches": "--set", "quantity": "--quantity",
+          "model": "--model", "factor": "--factor", "stride": "--stride", "dilation": "--dilation",
+          "scale": "--scale", "output_padding": "--padding", "padding": "--padding", "input": "--input",
+          "shape": "--shape", "layer": "--layer", "in": "--layer", "groups": "--layer", "claim": "--scaled"}
+
+
+def _kernel(text: str) -> Any:
+    """``--kernel``: an integer, or k to keep the kernel symbolic."""
+    if text.strip() in ("k", "K"):
+        return "k"
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer or k, got {text[:40]!r}") from None
+
+
 def run(args: argparse.Namespace) -> int:
-    from analysis import checker
     mode = _mode(args)
+    flags = dict(_FLAGS, formula="formula" if mode == "formula" else "--scaled")
+    try:
+        return _run(args, mode)
+    except ArchcountError as exc:
+        flag = flags.get(exc.argument or "", exc.argument)
+        if flag == exc.argument:
+            raise
+        raise ArchcountError(exc.reason, argument=flag, model=exc.model, layer=exc.layer, shapes=exc.shapes,
+                             hint=exc.hint) from None
+
+
+def _run(args: argparse.Namespace, mode: str) -> int:
+    from analysis import checker
     if mode == "file":
         _forbid(args, "--file", **{"--model": None, "--quantity": None, "--layer": None, "--input": None})
         fmt = args.format or ("json" if args.json else "md")
@@ -171,14 +212,7 @@ def run(args: argparse.Namespace) -> int:
     if mode == "shape":
         _require(args, "--shape", "--layer", "--input")
         _forbid(args, "--shape", **{"--model": None, "--quantity": None, "--kernel": None, "--size": None})
-        try:
-            result = checker.check_shape(args.shape, args.layer, args.input)
-        except ArchcountError as exc:
-            if exc.argument in ("input", "shape"):
-                raise ArchcountError(exc.reason, argument=f"--{exc.argument}", layer=exc.layer,
-                                     shapes=exc.shapes, hint=exc.hint) from None
-            raise
-        return _print_result(result, args.json)
+        return _print_result(checker.check_shape(args.shape, args.layer, args.input), args.json)
     _require(args, "--padding", "--kernel")
     _forbid(args, "--padding", **{"--model": None, "--quantity": None, "--size": None, "--layer": None})
     result = checker.check_padding(args.padding, args.kernel, args.stride, transposed=args.transposed,
@@ -188,145 +222,13 @@ def run(args: argparse.Namespace) -> int:
 
 # -------------------------------------------------------------------------------------- batch mode
 
-_COMMON = {"id", "name", "note", "notes", "points"}
-_FIELDS = {
-    "formula": {"formula", "model", "quantity", "size", "input_size", "hparams", "kernel", "nic", "nf", "nc",
-                "convention", "switches"},
-    "shape": {"shape", "layer", "input"},
-    "padding": {"padding", "kernel", "stride", "dilation", "transposed", "scale", "output_padding"},
-    "scaled": {"scaled", "model", "quantity", "factor", "size", "input_size", "hparams", "kernel", "nic", "nf",
-               "nc", "convention", "switches"},
-}
-_REQUIRED = {"formula": ("model", "quantity"), "shape": ("layer", "input"), "padding": ("kernel",),
-             "scaled": ("model", "quantity")}
-
-
-class EntryError(ArchcountError):
-    """A batch entry that cannot be checked; names the entry and the field."""
-
-
-def _entry_kind(entry: Mapping[str, Any], index: int) -> str:
-    kinds = [kind for kind in _FIELDS if kind in entry]
-    if not kinds:
-        raise EntryError(f"entry {index}: no answer: give one of formula, shape, padding, scaled",
-                         argument="formula")
-    if len(kinds) > 1:
-        raise EntryError(f"entry {index}: give only one of formula, shape, padding, scaled "
-                         f"(got {', '.join(kinds)})", argument=kinds[1])
-    return kinds[0]
-
-
-def _entry_hparams(entry: Mapping[str, Any], index: int) -> dict[str, Any]:
-    hp: dict[str, Any] = {}
-    raw = entry.get("hparams") or {}
-    if not isinstance(raw, Mapping):
-        raise EntryError(f"entry {index}: hparams must be a mapping such as {{kernel: 3}}", argument="hparams")
-    pairs = [(str(key), value, "hparams") for key, value in raw.items()]
-    pairs += [(name, entry[key], key) for key, name in (("kernel", "kernel"), ("nic", "num_in_channels"),
-                                                         ("nf", "num_filters"), ("nc", "num_colours")) if key in entry]
-    for key, value, field in pairs:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise EntryError(f"entry {index}: {key} must be an integer, got {value!r}", argument=field)
-        if key in hp and hp[key] != value:
-            raise EntryError(f"entry {index}: {key} given twice ({hp[key]} and {value})", argument=field)
-        hp[key] = value
-    return hp
-
-
-def check_entry(entry: Any, index: int) -> Any:
-    """Check one batch entry (a mapping); raises :class:`EntryError` naming the entry and field."""
-    from analysis import checker
-    if not isinstance(entry, Mapping):
-        raise EntryError(f"entry {index}: expected a mapping of fields, got {type(entry).__name__}",
-                         argument="entry")
-    kind = _entry_kind(entry, index)
-    unknown = sorted(set(map(str, entry)) - _FIELDS[kind] - _COMMON)
-    if unknown:
-        raise EntryError(f"entry {index}: unknown field {unknown[0]!r} for a {kind} entry; fields: "
-                         f"{', '.join(sorted(_FIELDS[kind]))}", argument=unknown[0])
-    for name in _REQUIRED[kind]:
-        if entry.get(name) in (None, ""):
-            raise EntryError(f"entry {index}: missing field {name!r}", argument=name)
-    try:
-        if kind in ("formula", "scaled"):
-            for name in ("model", "quantity"):
-                if not isinstance(entry[name], str):
-                    raise EntryError(f"entry {index}: {name} must be text, got {entry[name]!r}", argument=name)
-            size = entry.get("size", entry.get("input_size"))
-            if size is not None and not isinstance(size, (int, str)):
-                raise EntryError(f"entry {index}: size must be N or HxW, got {size!r}", argument="size")
-            switches = entry.get("switches")
-            hp = _entry_hparams(entry, index)
-            if kind == "formula":
-                formula = entry["formula"]
-                if isinstance(formula, bool) or not isinstance(formula, (str, int, float)):
-                    raise EntryError(f"entry {index}: formula must be text or a number, got {formula!r}",
-                                     argument="formula")
-                return checker.check(formula, entry["model"], entry["quantity"], input_size=size,
-                                     convention=entry.get("convention"), switches=switches, **hp)
-            factor = entry.get("factor", 2)
-            return checker.check_scaled(entry["scaled"], entry["model"], entry["quantity"], factor=factor,
-                                        input_size=size, convention=entry.get("convention"), switches=switches,
-                                        **hp)
-        if kind == "shape":
-            return checker.check_shape(str(entry["shape"]), str(entry["layer"]), str(entry["input"]))
-        transposed = entry.get("transposed", False)
-        if not isinstance(transposed, bool):
-            raise EntryError(f"entry {index}: transposed must be true or false, got {transposed!r}",
-                             argument="transposed")
-        return checker.check_padding(entry["padding"], entry["kernel"], entry.get("stride", 1),
-                                     transposed=transposed, dilation=entry.get("dilation", 1),
-                                     output_padding=entry.get("output_padding"), scale=entry.get("scale"))
-    except EntryError:
-        raise
-    except ArchcountError as exc:
-        field = exc.argument if exc.argument in entry else {"input_size": "size", "claim": kind,
-                                                            "formula": "formula"}.get(exc.argument or "", None)
-        field = field or (exc.argument if exc.argument else kind)
-        raise EntryError(f"entry {index}: {exc}", argument=field) from None
-
-
-def _answer_text(entry: Any) -> str:
-    if not isinstance(entry, Mapping):
-        return ""
-    for key in ("formula", "shape", "padding", "scaled"):
-        if key in entry:
-            return str(entry[key])
-    return ""
-
-
-def _what(entry: Any) -> str:
-    if not isinstance(entry, Mapping):
-        return ""
-    if "formula" in entry or "scaled" in entry:
-        parts = [str(entry.get("model", "?")), str(entry.get("quantity", "?"))]
-        size = entry.get("size", entry.get("input_size"))
-        if size is not None:
-            parts.append(f"size {size}")
-        if "scaled" in entry:
-            parts.append(f"input x{entry.get('factor', 2)}")
-        return " ".join(parts)
-    if "shape" in entry:
-        return f"{entry.get('layer', '?')} on {entry.get('input', '?')}"
-    if "padding" in entry:
-        t = "tconv" if entry.get("transposed") else "conv"
-        return f"{t} k={entry.get('kernel', '?')} s={entry.get('stride', 1)}"
-    return ""
-
-
 def load_entries(path: str) -> list[Any]:
-    """The entries of a YAML answers file (a list, or a mapping with an ``answers``/``entries`` list)."""
-    import yaml
-    p = Path(path)
-    if not p.is_file():
-        raise ArchcountError(f"no such file: {path}", argument="--file")
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ArchcountError(f"{path} is not valid YAML: {exc}", argument="--file") from None
-    except UnicodeDecodeError:
-        raise ArchcountError(f"{path} is not UTF-8 text", argument="--file") from None
+    """The entries of an answers file (a list, or a mapping with an ``answers``/``entries`` list)."""
+    from analysis.checker.loaders import load_file
+    data = load_file(path, "--file")
     if isinstance(data, Mapping):
+        if getattr(data, "duplicates", []):
+            raise ArchcountError(f"{path}: field {data.duplicates[0]} is given twice", argument="--file")
         for key in ("answers", "entries", "checks"):
             if isinstance(data.get(key), list):
                 return list(data[key])
@@ -337,63 +239,21 @@ def load_entries(path: str) -> list[Any]:
     return data
 
 
-def check_entries(entries: list[Any]) -> list[dict[str, Any]]:
-    """One row per entry: index, id, kind, what, answer, verdict (right/wrong/error), explanation, result."""
-    rows = []
-    for i, entry in enumerate(entries, start=1):
-        ident = str(entry.get("id", entry.get("name", ""))) if isinstance(entry, Mapping) else ""
-        row: dict[str, Any] = {"#": i, "id": ident, "kind": "", "check": _what(entry), "answer": _answer_text(entry)}
-        try:
-            result = check_entry(entry, i)
-        except ArchcountError as exc:
-            field = exc.argument or ""
-            row.update(kind=row["kind"] or "error", verdict="error", ok=False, field=field,
-                       explanation=exc.reason + (f" (field: {field})" if field else ""), result=None)
-        else:
-            row.update(kind=result.kind, verdict=result.verdict, ok=result.ok, field="",
-                       explanation=result.explanation or ("right" if result.ok else ""), result=result)
-        rows.append(row)
-    return rows
-
-
-def _md_cell(v: Any) -> str:
-    return str(v).replace("|", "\\|").replace("\n", " ")
-
-
-def format_rows(rows: list[dict[str, Any]], fmt: str) -> str:
-    """The batch table as md, csv, json or text."""
-    cols = ["#", "id", "kind", "check", "answer", "verdict", "explanation"]
-    if fmt == "json":
-        out = []
-        for r in rows:
-            item = {c: r[c] for c in cols}
-            item["ok"] = r["ok"]
-            item["field"] = r["field"] or None
-            item["result"] = r["result"].to_dict() if r["result"] is not None else None
-            out.append(item)
-        return json.dumps(out, indent=2)
-    if fmt == "csv":
-        from reports.formatting import csv_text
-        return csv_text([{c: r[c] for c in cols} for r in rows], cols)
-    if fmt == "text":
-        from reports.formatting import text_table
-        return text_table([{c: r[c] for c in cols} for r in rows], cols, max_width=120)
-    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
-    for r in rows:
-        lines.append("| " + " | ".join(_md_cell(r[c]) for c in cols) + " |")
-    return "\n".join(lines)
-
-
 def run_file(path: str, fmt: str = "md") -> int:
-    """Check every entry of ``path``; 2 if an entry could not be checked, else 1 if one is wrong, else 0."""
-    entries = load_entries(path)
-    rows = check_entries(entries)
-    text = format_rows(rows, fmt)
+    """Check every entry of ``path``; 2 if the file is malformed or an entry could not be checked,
+    else 1 if an answer is wrong, else 0."""
+    from analysis.checker.batch import check_many
+    from reports.checking import batch_table
+    batch = check_many(load_entries(path))
+    text = batch_table(batch, fmt)
     print(text, end="" if text.endswith("\n") else "\n")
-    n_err = sum(r["verdict"] == "error" for r in rows)
-    n_ok = sum(bool(r["ok"]) for r in rows)
-    n_wrong = len(rows) - n_ok - n_err
-    print(f"{len(rows)} entries: {n_ok} right, {n_wrong} wrong, {n_err} could not be checked", file=sys.stderr)
-    if n_err:
+    c = batch.counts
+    mixed = f", {c['mixed']} student(s) with mixed conventions" if c["mixed"] else ""
+    print(f"{c['entries']} entries: {c['right']} right, {c['wrong']} wrong, {c['errors']} could not be checked"
+          f"{mixed}", file=sys.stderr)
+    for e in batch.entries:
+        if e.result is None:
+            print(f"archcount check: {e.error}", file=sys.stderr)
+    if c["errors"]:
         return 2
-    return 1 if n_wrong else 0
+    return 1 if c["wrong"] else 0
