@@ -99,6 +99,7 @@ class _Run:
     unused: tuple[tuple[str, int], ...]
     device: str
     note: str = ""
+    conditions: tuple = ()
 
 
 def _build(subj: Subject, point: Mapping[str, Any], device: str) -> Any:
@@ -150,7 +151,7 @@ def _record_once(subj: Subject, point: Mapping[str, Any], shapes: Sequence[tuple
         rec = record(module, inputs, registry=registry)
     finally:
         module.train(was)
-    return _Run(rec.nodes, rec.outputs, rec.unused_params, device)
+    return _Run(rec.nodes, rec.outputs, rec.unused_params, device, conditions=rec.conditions)
 
 
 def _has_real_tensors(module: Any) -> bool:
@@ -182,7 +183,7 @@ def _record_functional(subj: Subject, module: Any, shapes: Sequence[tuple[int, .
             rec = record(module, inputs, registry=registry)
     finally:
         module.train(was)
-    return _Run(rec.nodes, rec.outputs, rec.unused_params, "meta")
+    return _Run(rec.nodes, rec.outputs, rec.unused_params, "meta", conditions=rec.conditions)
 
 
 def _make_input(shape: Sequence[int], device: str, dtype: str) -> Any:
@@ -588,7 +589,7 @@ def capture(model: Any, *, hparams: Mapping[str, Any] | None = None,
         assumptions = (f"k {parity} (the model builds only with {parity} kernels)",)
     return CapturedGraph(name, tuple(nodes), hp, in_specs[0].shape[1] if in_specs else None,
                          {str(s): s for s in lift.values()}, parity, assumptions, tuple(in_specs), tuple(captures),
-                         base_runs[0].outputs, unused, tuple(notes))
+                         base_runs[0].outputs, unused, tuple(notes), tuple(base_runs[0].conditions))
 
 
 def _lift_unused(base: Sequence[tuple[str, int]], graphs: Any, points: Any, fitter: _Fitter, name: str) -> tuple:

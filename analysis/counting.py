@@ -214,7 +214,8 @@ def count(model: Any, *, convention: str | Convention = "weighted", input_size: 
     graph = _capture(model, hparams, symbols, registry, req)
     conv = get_convention(convention, switches)
     table = propagate(graph, conv, strict=strict, registry=registry,
-                      size_multiple=spec.size_multiple if spec is not None else 1)
+                      size_multiple=spec.size_multiple if spec is not None else 1,
+                      min_size=spec.min_size if spec is not None else 1)
     return table.evaluate(**values) if values else table
 
 
@@ -405,7 +406,7 @@ def _symbolic_inputs(graph: CapturedGraph) -> bool:
 
 
 def propagate(graph: CapturedGraph, conv: Convention, *, strict: bool = False, registry: RuleRegistry = RULES,
-              size_multiple: int = 1) -> CountTable:
+              size_multiple: int = 1, min_size: int = 1) -> CountTable:
     """Apply the rules along the recorded forward; see :func:`count`."""
     env = _Env()
     kinds: dict[str, str] = {}
@@ -514,12 +515,47 @@ def propagate(graph: CapturedGraph, conv: Convention, *, strict: bool = False, r
         w, o, c = convention_values(counts, conv, "(unused parameters)")
         ordered.append(LayerRow("(unused parameters)", "Parameter", (), (), counts, w, o, c, ()))
     assumptions.extend(_constraint_text(constraints, size_multiple, graph.symbols))
+    assumptions.extend(a for a in _conditions(graph, env, min_size) if a not in assumptions)
     if unsupported:
         assumptions.append(f"partial: {len(unsupported)} unsupported operation(s) not counted")
     first = graph.inputs[0].shape[1:] if graph.inputs else ()
     return CountTable(graph.model, conv, dict(graph.hparams), tuple(first), tuple(ordered), tuple(unsupported),
                       tuple(assumptions), dict(graph.symbols),
                       inputs=tuple(tuple(s.shape[1:]) for s in graph.inputs), registry=registry)
+
+
+_RELATION = {"lt": sp.Lt, "le": sp.Le, "gt": sp.Gt, "ge": sp.Ge, "eq": sp.Eq, "ne": sp.Ne}
+_NEGATION = {"lt": "ge", "le": "gt", "gt": "le", "ge": "lt", "eq": "ne", "ne": "eq"}
+
+
+def _conditions(graph: CapturedGraph, env: _Env, min_size: int = 1) -> list[str]:
+    """The comparisons of the input size the forward made, as conditions on it: the counts hold where
+    they hold (``W > 100``).  Comparisons that are always true, that only check channel counts (the
+    lifted graph is the same at every hyperparameter point), or that only ask for the model's
+    minimum size are dropped."""
+    from .graph import SizeExpr
+    spatial = {d for spec in graph.inputs for v in spec.shape[2:] for d in sp.sympify(v).free_symbols}
+    out = []
+    for op, lhs, rhs, result, source in graph.conditions:
+        try:
+            a = resolve_sizes(SizeExpr(lhs, 0), env.shape_of)
+            b = resolve_sizes(SizeExpr(rhs, 0), env.shape_of)
+        except KeyError:
+            continue
+        rel = _RELATION[op if result else _NEGATION[op]](a, b)
+        if rel in (sp.true, True) or not isinstance(rel, sp.Basic) or not (rel.free_symbols & spatial):
+            continue
+        if isinstance(rel, (sp.Ge, sp.Gt)) and rel.lhs in spatial and rel.rhs.is_number and \
+                (rel.rhs < min_size or isinstance(rel, sp.Ge) and rel.rhs <= min_size):
+            continue  # "H >= 4": the model's own minimum size
+        where = f" at {source}" if source else ""
+        text = sp.sstr(rel).replace("Eq(", "(").replace("Ne(", "(")
+        if isinstance(rel, sp.Eq):
+            text = f"{sp.sstr(rel.lhs)} = {sp.sstr(rel.rhs)}"
+        elif isinstance(rel, sp.Ne):
+            text = f"{sp.sstr(rel.lhs)} != {sp.sstr(rel.rhs)}"
+        out.append(f"{text} (the forward tests the input size{where}; the counts hold where it holds)")
+    return out
 
 
 def _no_rule_reason(node: OpNode) -> str:

@@ -104,6 +104,7 @@ class CapturedGraph:
     outputs: tuple[TensorRef, ...] = ()    #: the tensors the forward returned
     unused_params: tuple[tuple[str, Any], ...] = ()  #: parameters the forward never read: (name, numel)
     notes: tuple[str, ...] = ()
+    conditions: tuple[tuple[str, Any, Any, bool, str], ...] = ()  #: size comparisons the forward branched on
 
     def node(self, name: str) -> OpNode:
         for n in self.nodes:

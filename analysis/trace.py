@@ -101,6 +101,30 @@ for _name, _f in (("__add__", lambda a, b: a + b), ("__sub__", lambda a, b: a - 
 SizeInt.__neg__ = lambda self: SizeInt(-int(self), -self.expr)  # type: ignore[method-assign]
 SizeInt.__pos__ = lambda self: self  # type: ignore[method-assign]
 
+#: size comparisons made by user code during the active recording: (op, lhs, rhs, result, source)
+_CONDITIONS: list[tuple[str, Any, Any, bool, str]] | None = None
+
+
+def _compare(name: str) -> Callable[..., Any]:
+    base = getattr(int, name)
+
+    def op(self: SizeInt, other: Any) -> Any:
+        result = base(self, other)
+        if _CONDITIONS is not None and _int_like(other) and isinstance(result, bool):
+            caller = sys._getframe(1).f_code.co_filename
+            import torch
+            if not os.path.abspath(caller).startswith(os.path.dirname(os.path.abspath(torch.__file__))):
+                _CONDITIONS.append((name.strip("_"), self.expr, _expr(other), result, _user_frame()))
+        return result
+
+    op.__name__ = name
+    return op
+
+
+for _name in ("__lt__", "__le__", "__gt__", "__ge__", "__eq__", "__ne__"):
+    setattr(SizeInt, _name, _compare(_name))
+SizeInt.__hash__ = int.__hash__  # type: ignore[method-assign]
+
 
 # --------------------------------------------------------------------------- keys and leaves
 
@@ -239,6 +263,7 @@ class Recording:
     outputs: tuple[TensorRef, ...]
     unused_params: tuple[tuple[str, int], ...]
     error: BaseException | None = None                     #: what stopped a partial recording
+    conditions: tuple[tuple[str, Any, Any, bool, str], ...] = ()  #: size comparisons the forward branched on
     values: dict[str, Any] = field(default_factory=dict)   #: node name -> (inputs, outputs) when kept
     modules: dict[str, Any] = field(default_factory=dict)  #: leaf node name -> the module object
     calls: dict[str, Any] = field(default_factory=dict)    #: leaf node name -> (args, kwargs) of the call
@@ -278,6 +303,7 @@ class _Recorder:
         self.values: dict[str, Any] = {}
         self.modules: dict[str, Any] = {}
         self.call_args: dict[str, Any] = {}
+        self.conditions: list[tuple[str, Any, Any, bool, str]] = []
         self.counter = 0
         self.kinds: dict[str, str] = {}
 
@@ -463,7 +489,8 @@ class _Recorder:
                                 tuple(r.get("param_names", ())), tuple(r.get("param_numel", ())),
                                 r.get("n_params", 0)))
         unused = tuple((name, numel) for name, numel in self.param_numel.items() if name not in self.used_params)
-        return Recording(nodes, out_refs, unused, error, self.values, self.modules, self.call_args)
+        return Recording(nodes, out_refs, unused, error, tuple(self.conditions), self.values, self.modules,
+                         self.call_args)
 
 
 #: torch functions that read a property without computing a tensor
@@ -518,6 +545,8 @@ def record(module: Any, inputs: Sequence[Any], *, registry: RuleRegistry = RULES
             return rec.module_call(orig, self, args, kwargs)
 
         nn.Module.__call__ = call  # type: ignore[method-assign]
+        global _CONDITIONS
+        _CONDITIONS = rec.conditions
         try:
             with _Mode(), torch.no_grad() if not keep_values else _nullcontext():
                 out = module(*inputs)
@@ -529,6 +558,7 @@ def record(module: Any, inputs: Sequence[Any], *, registry: RuleRegistry = RULES
             return rec.finish((), exc)
         finally:
             nn.Module.__call__ = orig  # type: ignore[method-assign]
+            _CONDITIONS = None
         return rec.finish(out)
 
 

@@ -423,9 +423,22 @@ class _Formulas:
         self._count = count
         extra = [key for key in _liftable(subject) if key not in HPARAM_SYMBOLS]
         self.lifted_symbols = {key: positive_int_symbol(key) for key in extra}
-        self.sym = self._table()
         self._by_kernel: dict[int, Any] = {}
         self._numeric: dict[tuple, Any] = {}
+        self.symbolic_error: ArchcountError | None = None
+        try:
+            self.sym = self._table()
+        except ArchcountError as exc:
+            if not subject.concrete:
+                raise
+            self.sym = None  # e.g. a model that runs at one size only: counted at each configuration's size
+            self.symbolic_error = exc
+
+    def at(self, cfg: VerifyConfig) -> Any:
+        """The table to compare at ``cfg``: the symbolic one evaluated, or the count at that size."""
+        if self.sym is None:
+            return self.numeric(cfg)
+        return self.sym.evaluate(**self.values(cfg, self.sym))
 
     def _table(self, **fixed: Any) -> Any:
         target = self.subject.count_target
@@ -653,9 +666,8 @@ def _raw_measured(lm: Any, key: str, source: str) -> Any:
 def _compare(subject: _Subject, cfg: VerifyConfig, formulas: _Formulas, measurement: Any,
              conventions: Sequence[Convention]) -> list[VerificationRow]:
     out = _Rows(subject.name, cfg.label)
-    sym_values = formulas.values(cfg, formulas.sym)
     try:
-        e_sym = formulas.sym.evaluate(**sym_values)
+        e_sym = formulas.at(cfg)
     except ArchcountError as exc:
         out.add("-", "-", "evaluate", f"error: {exc}", "model runs", "torch", match=False)
         return out.rows
@@ -664,7 +676,7 @@ def _compare(subject: _Subject, cfg: VerifyConfig, formulas: _Formulas, measurem
     if need_exact:
         tk = formulas.for_kernel(cfg.hparams.get("kernel"))
         try:
-            e_k = tk.evaluate(**formulas.values(cfg, tk))
+            e_k = formulas.numeric(cfg) if tk is None else tk.evaluate(**formulas.values(cfg, tk))
         except ArchcountError as exc:
             out.add("-", "-", "evaluate", f"error: {exc}", "model runs", "torch", match=False)
             return out.rows
@@ -904,9 +916,12 @@ def verify(model: Any, configs: Sequence[Mapping[str, Any] | VerifyConfig] | Non
                 bar.update(1)
     if bar is not None:
         bar.close()
-    if formulas.sym.unsupported:
+    if formulas.sym is not None and formulas.sym.unsupported:
         notes.append(f"{subject.name}: unsupported layers (not counted): "
                      + ", ".join(f"{u.path} ({u.type})" for u in formulas.sym.unsupported))
+    if formulas.symbolic_error is not None and checked:
+        notes.append(f"{subject.name}: no formula in H, W ({formulas.symbolic_error.reason.split('(')[0].strip()}); "
+                     f"compared archcount's count at each configuration's size")
     return VerificationReport((subject.name,), labels, tuple(checked), tuple(rows), tuple(skipped),
                               time.perf_counter() - t_start, tuple(notes))
 
@@ -929,7 +944,7 @@ def _check_config(subject: _Subject, formulas: _Formulas, cfg: VerifyConfig) -> 
 def _input_channels(subject: _Subject, formulas: _Formulas, cfg: VerifyConfig, module: Any) -> int:
     if "num_in_channels" in cfg.hparams:
         return int(cfg.hparams["num_in_channels"])
-    c = formulas.sym.input_shape[0]
+    c = (formulas.sym if formulas.sym is not None else formulas.numeric(cfg)).input_shape[0]
     try:
         return int(c)
     except TypeError:

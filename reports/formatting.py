@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import warnings
 from typing import Any, Iterable, Mapping, Sequence
 
 import sympy as sp
@@ -96,13 +97,22 @@ def count_text(table: Any, *, all_rows: bool = False, wide: bool = False) -> str
             for r in count_rows(table, all_rows=all_rows)]
     body = text_table(rows, max_width=200 if wide else 60)
     counted = table.counted_rows()
-    totals = [f"total {q}: {fmt_formula(v, [getattr(r, q) for r in counted])}" for q, v in table.totals().items()]
+    mark = " (PARTIAL)" if table.partial else ""
+    with warnings.catch_warnings():  # a partial table's totals carry their own PARTIAL mark
+        warnings.simplefilter("ignore")
+        totals = [f"total {q}{mark}: {fmt_formula(v, [getattr(r, q) for r in counted])}"
+                  for q, v in table.totals().items()]
+    products = table.activation_products
+    if products and not table.convention.products:
+        totals.append(f"activation x activation products (not in the connections; counted under all-layers): "
+                      f"{fmt_formula(products)}")
     tail = []
     if table.active_assumptions:
         tail.append("assumptions: " + "; ".join(table.active_assumptions))
     if table.unsupported:
-        tail.append(f"PARTIAL: {len(table.unsupported)} unsupported layer(s), not counted:")
-        tail.extend(f"  {u.path} ({u.type}): {u.reason}" for u in table.unsupported)
+        tail.append(f"PARTIAL: {len(table.unsupported)} unsupported operation(s), not counted:")
+        tail.extend(f"  {u.path} ({u.type}): {u.reason}" + (f" [{u.source}]" if u.source else "")
+                    for u in table.unsupported)
     return "\n".join(head + ["", body, ""] + totals + tail)
 
 

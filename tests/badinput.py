@@ -207,7 +207,7 @@ def run_cli_case(case: CliCase, tmp: Path) -> Outcome:
     assert "internal error" not in outcome.stderr.lower(), f"{where}: internal error:\n{outcome.stderr}"
     assert outcome.status == case.status, (f"{where}: exit status {outcome.status}, expected {case.status}\n"
                                            f"stdout: {outcome.stdout[-2000:]}\nstderr: {outcome.stderr[-2000:]}")
-    text = (outcome.stderr + outcome.stdout).lower() if case.status == 1 else outcome.stderr.lower()
+    text = (outcome.stderr + outcome.stdout).lower() if case.status in (0, 1) else outcome.stderr.lower()
     for name in case.names:
         assert name.lower() in text, f"{where}: message does not name {name!r}:\n{outcome.stderr}"
     changed = [p for p in changed_paths(before, fingerprint(tmp))

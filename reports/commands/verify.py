@@ -180,6 +180,10 @@ def run(args: argparse.Namespace) -> int:
                 comparisons.append(compare_tools(name, cfg))
             except ArchcountError as exc:
                 print(f"archcount verify: --compare-tools skipped {name}: {exc}", file=sys.stderr)
+    if not report.configs and report.skipped and not report.rows:
+        first = report.skipped[0]
+        print(report_text(report, all_rows=args.all_rows))
+        raise ArchcountError(f"nothing could be checked: {first.reason}", argument="MODEL")
     if args.json:
         payload = report.to_dict()
         if comparisons:
