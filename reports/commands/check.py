@@ -61,7 +61,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("formula", nargs="?", metavar="FORMULA", help="the formula to check (text or LaTeX)")
     g = p.add_argument_group("formula and scaling checks")
-    g.add_argument("--model", help="a zoo model (see 'archcount models')")
+    g.add_argument("--model", help="a zoo model (see 'archcount models'), path/to/file.py:NAME or "
+                                   "package.module:NAME (this imports and runs that code)")
     g.add_argument("--quantity", help="weights, outputs or connections")
     g.add_argument("--size", metavar="N|HxW", help="input size; omit to compare symbolically in H, W")
     g.add_argument("--kernel", type=_kernel, metavar="K",
@@ -199,13 +200,15 @@ def _run(args: argparse.Namespace, mode: str) -> int:
         _forbid(args, flag, **{"--layer": None, "--input": None, "--transposed": False, "--scale": None})
         if args.stride != 1 or args.dilation != 1:
             raise ArchcountError(f"does not apply to {flag} (it is for --padding)", argument="--stride")
+        from models.user import resolve_model
+        _, model = resolve_model(args.model)  # a zoo name, or the user's own model (imported here)
         if mode == "formula":
             if args.factor != 2:
                 raise ArchcountError("applies only to --scaled", argument="--factor")
-            result = checker.check(args.formula, args.model, args.quantity, input_size=args.size,
+            result = checker.check(args.formula, model, args.quantity, input_size=args.size,
                                    convention=args.convention, switches=args.switches, **_hparams(args))
         else:
-            result = checker.check_scaled(args.scaled, args.model, args.quantity, factor=args.factor,
+            result = checker.check_scaled(args.scaled, model, args.quantity, factor=args.factor,
                                           input_size=args.size, convention=args.convention,
                                           switches=args.switches, **_hparams(args))
         return _print_result(result, args.json)

@@ -5,6 +5,8 @@ import argparse
 import shlex
 import sys
 
+from analysis.errors import ArchcountError
+
 EPILOG = """examples:
   archcount report --out out/report                           analysis only (no data needed)
   archcount report --out out/report --train --runs runs       train missing runs (25 epochs), reuse finished ones
@@ -33,12 +35,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--verify-configs", type=int, default=1, help="random configurations per model to verify "
                                                                   "besides the defaults (0..10000, default 1)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument("--model", metavar="MODEL", help="instead: a report on one model of your own, "
+                   "path/to/file.py:NAME or package.module:NAME (this imports and runs that code), written to "
+                   "--out/model_report.md and .json")
+    p.add_argument("--input", metavar="CxHxW", help="with --model: its input shape, e.g. 3x224x224")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     import warnings
 
+    if getattr(args, "model", None):
+        return _model_report(args)
+    if getattr(args, "input", None):
+        raise ArchcountError("applies only with --model", argument="--input")
     from reports.report import build_report
     with warnings.catch_warnings(record=True) as caught:  # shown once each, as one line, on stderr
         warnings.simplefilter("always")
@@ -61,4 +71,21 @@ def run(args: argparse.Namespace) -> int:
     print(f"{len(res.figures)} figures in {res.out_dir / 'figures'}; {res.wall_time_s:.1f} s")
     for m in res.missing:
         print(f"missing: {m}", file=sys.stderr)
+    return 0
+
+
+def _model_report(args: argparse.Namespace) -> int:
+    from models.user import resolve_model
+    from reports.model_report import model_report
+
+    from ._model import parse_input
+    if args.train or args.sweep or args.runs:
+        raise ArchcountError("a report on your own model does not train (--train, --sweep, --runs are for the "
+                             "zoo models of the exercise)", argument="--model")
+    label, model = resolve_model(args.model)
+    shape = parse_input(args.input) if args.input else None
+    path = model_report(model, label, input_shape=shape, out=args.out, source=args.model,
+                        command="archcount " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
+    print(f"wrote {path}")
+    print(f"wrote {path.with_suffix('.json')}")
     return 0
