@@ -6,7 +6,8 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["bench_count.py", "bench_check.py", "bench_verify.py", "bench_report.py", "bench_train.py"]
+SCRIPTS = ["bench_count.py", "bench_corpus.py", "bench_check.py", "bench_grade.py", "bench_sizes.py", "bench_verify.py",
+           "bench_report.py", "bench_train.py"]
 
 
 def main() -> int:
