@@ -113,31 +113,6 @@ def _build(subj: Subject, point: Mapping[str, Any], device: str) -> Any:
     return subj.factory(**point)
 
 
-def _meta_call(module: Any) -> Callable[..., Any]:
-    """Run a concrete module with meta copies of its parameters and buffers (nothing allocated)."""
-    import torch
-    from torch.func import functional_call
-    state: dict[str, Any] = {}
-    by_id: dict[int, Any] = {}
-    for name, t in list(module.named_parameters(remove_duplicate=False)) + \
-            list(module.named_buffers(remove_duplicate=False)):
-        if id(t) not in by_id:
-            meta = torch.empty_like(t, device="meta")
-            if isinstance(t, torch.nn.Parameter):
-                meta = torch.nn.Parameter(meta, requires_grad=t.requires_grad)
-            by_id[id(t)] = meta
-        state[name] = by_id[id(t)]
-
-    class _Meta(torch.nn.Module):  # named like the module so that paths stay the same
-        def __init__(self) -> None:
-            super().__init__()
-
-        def forward(self, *args: Any) -> Any:
-            return functional_call(module, state, args, tie_weights=True, strict=False)
-
-    return _Meta, state
-
-
 def _record_once(subj: Subject, point: Mapping[str, Any], shapes: Sequence[tuple[int, ...]], device: str,
                  registry: RuleRegistry, dtypes: Sequence[str]) -> _Run:
     import torch
@@ -565,7 +540,7 @@ def capture(model: Any, *, hparams: Mapping[str, Any] | None = None,
                       for pname in node.params}
             lifted.append(dataclasses.replace(node, params=params))
         nodes = lifted
-        unused = _lift_unused(base_runs[0].unused, graphs, points, fitter, name)
+        unused = tuple(base_runs[0].unused)  # reported at the base point (their numel is concrete)
     else:
         nodes = list(base_nodes)
         unused = tuple(base_runs[0].unused)
@@ -590,10 +565,6 @@ def capture(model: Any, *, hparams: Mapping[str, Any] | None = None,
     return CapturedGraph(name, tuple(nodes), hp, in_specs[0].shape[1] if in_specs else None,
                          {str(s): s for s in lift.values()}, parity, assumptions, tuple(in_specs), tuple(captures),
                          base_runs[0].outputs, unused, tuple(notes), tuple(base_runs[0].conditions))
-
-
-def _lift_unused(base: Sequence[tuple[str, int]], graphs: Any, points: Any, fitter: _Fitter, name: str) -> tuple:
-    return tuple(base)  # unused parameters are reported at the base point (their numel is concrete)
 
 
 def _with_channels(shapes: Sequence[tuple[int, ...]], channels: Sequence[int]) -> list[tuple[int, ...]]:

@@ -483,17 +483,6 @@ def _per_sample(t: Any) -> Shape:
     return tuple(int(v) for v in t.shape[1:])
 
 
-def _tensors(value: Any) -> list[Any]:
-    import torch
-    if isinstance(value, torch.Tensor):
-        return [value]
-    if isinstance(value, (list, tuple)):
-        return [t for v in value for t in _tensors(v)]
-    if isinstance(value, dict):
-        return [t for v in value.values() for t in _tensors(v)]
-    return []
-
-
 def _unique_params(module: Any) -> list[Any]:
     return list(module.parameters())  # torch deduplicates shared parameters by identity
 

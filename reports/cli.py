@@ -51,6 +51,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:  # pragma: no cover
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `archcount ... | head`: the reader left; say nothing more
+        try:
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - Python flushes stdout at exit
+        except OSError:  # pragma: no cover
+            pass
+        return 0
     except Exception as exc:  # a bug of ours: one line, not a traceback (ARCHCOUNT_DEBUG=1 shows it)
         if os.environ.get("ARCHCOUNT_DEBUG"):
             raise

@@ -25,7 +25,7 @@ import sympy as sp
 from ..errors import ArchcountError
 from ..graph import CapturedGraph, OpNode, SliceArg, TensorRef
 from ..rules import RULES, RuleRegistry
-from ..rules.ops import bind
+from ..rules.ops import bind, index_tuple
 from .windows import interpolation_offsets
 
 Tag = Any  # None | int | tuple | "?"
@@ -728,13 +728,7 @@ class Planner:
 
     def _getitem(self, node, deps, key, args, kwargs):
         tags = list(self.tags_of(args[0]))
-        idx = args[1]
-        if not isinstance(idx, tuple):
-            idx = (idx,)
-        n_real = sum(1 for i in idx if i not in (None, "...") and not isinstance(i, bool))
-        if "..." in idx:
-            pos = idx.index("...")
-            idx = idx[:pos] + (SliceArg(),) * (len(tags) - n_real) + idx[pos + 1:]
+        idx = index_tuple(args[1], len(tags))
         out: list[Tag] = []
         axes: dict[int, AxisOp] = {}
         dim = 0

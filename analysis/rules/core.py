@@ -1,21 +1,7 @@
-"""The rule registry, layer specs and counts, and the helpers every rule shares.
+"""The rule registry, layer specs and counts, and the helpers every rule shares (see :mod:`analysis.rules`).
 
-A rule is a pure function ``rule(spec, in_shapes) -> LayerCounts`` returning every count of one
-layer together as sympy expressions: its output shape, weights split into kernel weights, bias
-and normalisation affine, outputs, and connections under each connection convention.  Which of
-them a total uses is decided afterwards by a :class:`~analysis.conventions.Convention`.
-
-Keys are strings: ``"module.QualName"`` of a layer class (``"torch.nn.modules.conv.Conv2d"``), or
-a function key (``"torch.cat"``, ``"operator.add"``, ``"Tensor.flatten"``).  Nothing here imports
-torch; classes passed to :func:`register_rule` are turned into their key.
-
->>> from analysis.rules import LayerSpec, apply_rule
->>> spec = LayerSpec("conv", "torch.nn.modules.conv.Conv2d", ("torch.nn.modules.conv.Conv2d",),
-...     dict(in_channels=1, out_channels=8, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1),
-...          dilation=(1, 1), groups=1, has_bias=True))
->>> c = apply_rule(spec, [(1, 32, 32)])
->>> c.out_shape, c.weight, c.bias, c.connections["include"]
-((8, 32, 32), 72, 8, 73728)
+>>> RULES.resolve(("torch.nn.modules.conv.Conv2d",))[0]
+'torch.nn.modules.conv.Conv2d'
 """
 from __future__ import annotations
 

@@ -340,21 +340,25 @@ def flatten_rule(spec: LayerSpec, in_shapes: Sequence[Shape]) -> LayerCounts:
     return LayerCounts("structural", out, outputs=prod(out))
 
 
+def pixel_shuffle_shape(x: Shape, r: int, down: bool, spec: LayerSpec) -> Shape:
+    """(…, C, H, W) -> (…, C/r², rH, rW) for a pixel shuffle; the inverse for an unshuffle."""
+    if len(x) < 3:
+        raise ArchcountError("expects a (C, H, W) input", layer=spec.path, argument="input")
+    *lead, c, h, w = x
+    if down:
+        return (*lead, _num(c * r * r), _num(sp.floor(sp.sympify(h) / r)), _num(sp.floor(sp.sympify(w) / r)))
+    if _is_num(c) and int(c) % (r * r):
+        raise ArchcountError(f"pixel shuffle by {r} needs channels divisible by {r * r}, got {c}", layer=spec.path,
+                             argument="input")
+    return (*lead, _num(sp.sympify(c) / (r * r)), _num(h * r), _num(w * r))
+
+
 def pixel_shuffle_rule(spec: LayerSpec, in_shapes: Sequence[Shape]) -> LayerCounts:
     """PixelShuffle(r): (C, H, W) -> (C/r², rH, rW); PixelUnshuffle the inverse."""
-    shape = _need_input(spec, in_shapes)
     p = spec.params
-    if len(shape) < 3:
-        raise ArchcountError("expects a (C, H, W) input", layer=spec.path, argument="input")
-    *lead, c, h, w = shape
-    if "downscale_factor" in p:
-        r = int(p["downscale_factor"])
-        out = (*lead, _num(c * r * r), _num(sp.floor(sp.sympify(h) / r)), _num(sp.floor(sp.sympify(w) / r)))
-    else:
-        r = int(p["upscale_factor"])
-        if _is_num(c) and int(c) % (r * r):
-            raise ArchcountError(f"needs channels divisible by {r * r}, got {c}", layer=spec.path, argument="input")
-        out = (*lead, _num(sp.sympify(c) / (r * r)), _num(h * r), _num(w * r))
+    down = "downscale_factor" in p
+    r = int(p["downscale_factor"] if down else p["upscale_factor"])
+    out = pixel_shuffle_shape(_need_input(spec, in_shapes), r, down, spec)
     return LayerCounts("structural", out, outputs=prod(out))
 
 

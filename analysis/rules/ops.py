@@ -28,8 +28,8 @@ import sympy as sp
 from ..errors import ArchcountError
 from ..graph import SliceArg, TensorRef
 from .core import RULES, LayerCounts, LayerSpec, Shape, _is_num, _num, _same, _tuple, prod
-from .layers import (adaptive_pool_rule_factory, conv_rule_factory, linear_rule, pool_rule_factory,
-                     transposed_rule_factory, upsample_rule)
+from .layers import (adaptive_pool_rule_factory, conv_rule_factory, linear_rule, pixel_shuffle_shape,
+                     pool_rule_factory, transposed_rule_factory, upsample_rule)
 
 _CONV = {nd: conv_rule_factory(nd) for nd in (1, 2, 3)}
 _TCONV = {nd: transposed_rule_factory(nd) for nd in (1, 2, 3)}
@@ -555,18 +555,23 @@ def _slice_len(n: Any, sl: SliceArg, spec: LayerSpec) -> Any:
     return _num(sp.expand(length)) if isinstance(length, sp.Basic) else length
 
 
-@op("operator.getitem")
-def getitem_op(spec: LayerSpec, in_shapes: Sequence[Shape]) -> LayerCounts:
-    """Indexing ``x[:, 0]``, slicing ``y[:, :4]``, ``x[..., None]``, index tensors on one axis."""
-    args, _ = _args(spec)
-    x = _shape(spec, in_shapes, args[0])
-    idx = args[1]
+def index_tuple(idx: Any, ndim: int) -> tuple:
+    """An indexing argument as a tuple with ``...`` expanded to full slices."""
     if not isinstance(idx, tuple):
         idx = (idx,)
     n_real = sum(1 for i in idx if i not in (None, "...") and not isinstance(i, bool))
     if "..." in idx:
         pos = idx.index("...")
-        idx = idx[:pos] + (SliceArg(),) * (len(x) - n_real) + idx[pos + 1:]
+        idx = idx[:pos] + (SliceArg(),) * (ndim - n_real) + idx[pos + 1:]
+    return idx
+
+
+@op("operator.getitem")
+def getitem_op(spec: LayerSpec, in_shapes: Sequence[Shape]) -> LayerCounts:
+    """Indexing ``x[:, 0]``, slicing ``y[:, :4]``, ``x[..., None]``, index tensors on one axis."""
+    args, _ = _args(spec)
+    x = _shape(spec, in_shapes, args[0])
+    idx = index_tuple(args[1], len(x))
     out: list[Any] = []
     axis = 0
     tensor_shapes: list[Shape] = []
@@ -727,16 +732,7 @@ def pixel_shuffle_op(spec: LayerSpec, in_shapes: Sequence[Shape]) -> LayerCounts
     args, kwargs = _args(spec)
     x = _shape(spec, in_shapes, args[0])
     r = args[1] if len(args) > 1 else kwargs.get("upscale_factor", kwargs.get("downscale_factor"))
-    return _structural(_pixel_shuffle(x, int(r), "unshuffle" in spec.key, spec))
-
-
-def _pixel_shuffle(x: Shape, r: int, down: bool, spec: LayerSpec) -> Shape:
-    *lead, c, h, w = x
-    if down:
-        return (*lead, _num(c * r * r), _num(sp.floor(sp.sympify(h) / r)), _num(sp.floor(sp.sympify(w) / r)))
-    if _is_num(c) and int(c) % (r * r):
-        raise ArchcountError(f"pixel shuffle by {r} needs channels divisible by {r * r}, got {c}", layer=spec.path)
-    return (*lead, _num(sp.sympify(c) / (r * r)), _num(h * r), _num(w * r))
+    return _structural(pixel_shuffle_shape(x, int(r), "unshuffle" in spec.key, spec))
 
 
 _CREATION = ("zeros", "ones", "empty", "full", "rand", "randn", "randint", "arange", "linspace", "logspace", "eye",
