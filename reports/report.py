@@ -255,7 +255,7 @@ def verification_section(names: Sequence[str], n_random: int, tools: Sequence[st
 
 def _collect_runs(names: Sequence[str], *, runs_dir: Path | None, train: bool, epochs: int, data: Any,
                   sweep: bool, palette: str | None, device: str, quiet: bool) -> tuple[dict[str, Any], list[Any]]:
-    from models.training import TrainConfig, find_or_train, find_run, load_runs
+    from models.training import TrainConfig, find_or_train_many, find_run, load_runs
     root = Path(runs_dir) if runs_dir else Path("runs")
     main_cfgs = {n: TrainConfig(n, epochs=epochs, palette=palette) for n in names
                  if _trainable(n)}
@@ -263,12 +263,10 @@ def _collect_runs(names: Sequence[str], *, runs_dir: Path | None, train: bool, e
                   for b in SWEEP_BATCH_SIZES] if sweep else []
     main: dict[str, Any] = {}
     sweep_runs: list[Any] = []
-    if train:
-        for n, cfg in main_cfgs.items():
-            main[n] = find_or_train(cfg, root, data=data, device=device, quiet=quiet)
-        for cfg in sweep_cfgs:
-            sweep_runs.append(find_or_train(cfg, root, data=data, device=device, quiet=quiet))
-        return main, sweep_runs
+    if train:  # one batch, scheduled on the free cores; batch.wall_time_s and batch.schedule say how it ran
+        batch = find_or_train_many([*main_cfgs.values(), *sweep_cfgs], root, data=data, device=device, quiet=quiet)
+        main = dict(zip(main_cfgs, batch[:len(main_cfgs)]))
+        return main, list(batch[len(main_cfgs):])
     if runs_dir is None:
         return main, sweep_runs
     finished = load_runs(root)

@@ -67,12 +67,13 @@ def baseline(env) -> RunSummary:
 def test_run_directory_contents(env, baseline):
     rd = Path(baseline.run_dir)
     assert sorted(p.name for p in rd.iterdir()) == sorted(
-        ["config.json", "metrics.csv", "checkpoint.pt", "samples.png", "summary.json", "palette.csv"])
+        ["config.json", "metrics.csv", "checkpoint.pt", "samples.png", "summary.json", "palette.csv",
+         ".archcount-run.json"])
     with open(rd / "metrics.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
-    assert set(rows[0]) == {"epoch", "train_loss", "val_loss", "val_acc", "epoch_time_s", "train_time_s",
-                            "val_time_s", "images_per_s"}
+    assert set(rows[0]) == {"epoch", "train_loss", "val_loss", "val_acc", "grad_norm_first", "epoch_time_s",
+                            "train_time_s", "val_time_s", "images_per_s"}
     for row, h in zip(rows, baseline.history):
         assert float(row["val_loss"]) == h["val_loss"] and float(row["train_loss"]) == h["train_loss"]
         assert math.isclose(float(row["images_per_s"]), 23 / float(row["train_time_s"]), rel_tol=1e-9)
