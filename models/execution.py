@@ -202,9 +202,22 @@ def busy_cpus(window: float = 0.3) -> float | None:
     own1, t1 = time.process_time(), time.monotonic()
     if b is None or b[1] <= a[1]:
         return None
-    share = (b[0] - a[0]) / (b[1] - a[1])  # busy fraction of those cores
-    others = share * len(cpus) - (own1 - own0) / max(t1 - t0, 1e-9)
-    return max(0.0, min(float(len(cpus)), others))
+    return others_busy(b[0] - a[0], b[1] - a[1], len(cpus), own1 - own0, t1 - t0)
+
+
+def others_busy(busy_jiffies: int, total_jiffies: int, cpus: int, own_cpu_s: float, elapsed_s: float) -> float:
+    """Cores busy with other work: the busy share of ``cpus`` cores minus this process's own use.
+
+    >>> others_busy(60, 60, 2, 0.0, 0.3)   # both cores busy, none of it ours
+    2.0
+    >>> others_busy(60, 60, 2, 0.3, 0.3)   # one of the two was this process
+    1.0
+    >>> others_busy(3, 60, 2, 0.0, 0.3)
+    0.1
+    """
+    share = busy_jiffies / total_jiffies
+    others = share * cpus - own_cpu_s / max(elapsed_s, 1e-9)
+    return round(max(0.0, min(float(cpus), others)), 3)
 
 
 def auto_threads(busy: float | None = None) -> int:

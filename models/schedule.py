@@ -30,10 +30,9 @@ from typing import Any, Iterable, Mapping, Sequence
 from analysis.errors import ArchcountError, require_positive_int
 
 from .data import CategoryData, load_category
-from .execution import INTERRUPT_GRACE_S, IDLE_BUSY_CPUS, Log, busy_cpus, cpu_count, cpu_model, interruptible, \
-    select_device
+from .execution import INTERRUPT_GRACE_S, IDLE_BUSY_CPUS, Log, busy_cpus, cpu_count, cpu_model, interruptible
 from .runs import RunSummary, TrainConfig
-from .training import Plan, find_run, parse_threads, prepare, train
+from .training import Plan, check_options, find_run, model_size, precheck, prepare, train
 
 MAX_JOBS = 64
 
@@ -95,18 +94,8 @@ def plan_jobs(n_runs: int, *, cores: int, busy: float | None, jobs: int | None =
 
 def _cost(plan: Plan) -> float:
     """Relative cost of a run: epochs x images x activations per image, plus a per-step overhead."""
-    import torch
-
-    import models
-    with torch.device("meta"):
-        net = models.build(plan.cfg.model, **plan.hparams)
-        acts = [0]
-        hooks = [m.register_forward_hook(lambda m, i, o: acts.__setitem__(0, acts[0] + o.numel()))
-                 for m in net.modules() if not list(m.children())]
-        net(torch.empty(1, 1, 32, 32))
-        for h in hooks:
-            h.remove()
-    return plan.cfg.epochs * len(plan.data.train) * acts[0] * (1 + 25 / plan.cfg.batch_size)
+    acts = model_size(plan.cfg.model, plan.hparams)[1]
+    return plan.cfg.epochs * len(plan.data.train) * acts * (1 + 25 / plan.cfg.batch_size)
 
 
 def train_many(configs: Iterable[TrainConfig], *, jobs: int | str | None = "auto",
@@ -132,8 +121,10 @@ def train_many(configs: Iterable[TrainConfig], *, jobs: int | str | None = "auto
         raise ArchcountError("a single --run-dir cannot hold several runs; use --runs ROOT for sweeps",
                              argument="run_dir")
     n_jobs = parse_jobs(jobs)
-    n_threads = parse_threads(threads)
-    dev = select_device(device)
+    dev, _, _, n_threads, _, _ = check_options(device=device, threads=threads, data=data, **{
+        k: options[k] for k in ("samples", "val_batch_size", "amp", "channels_last") if k in options})
+    for cfg in configs:  # before any data are read: a mistake writes nothing
+        precheck(cfg, runs_root=runs_root, run_dir=run_dir, force=force, dev=dev)
     log = Log(quiet)
     loaded: dict[str, CategoryData] = {}
     if isinstance(data, CategoryData):

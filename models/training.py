@@ -23,6 +23,7 @@ This module holds :func:`train` (one run) and the run lookup of the report; the 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 import signal
@@ -90,34 +91,64 @@ def resolve_config(config: TrainConfig | str, fields: Mapping[str, Any]) -> Trai
     raise ArchcountError(f"expects a TrainConfig or a model name, got {type(config).__name__}", argument="config")
 
 
+def model_size(model: str, hparams: Mapping[str, Any]) -> tuple[int, float]:
+    """``(weights, activation elements per image)`` of a zoo model at 32x32, without building it at full width.
+
+    The weights are counted on the meta device (nothing allocated); the activations (every leaf
+    module's output) are measured at NF=1 and NF=2 on one image and extended linearly in NF, which is
+    exact for the zoo's models (every width is a multiple of NF or a constant).
+
+    >>> w, a = model_size("conv_transpose", TrainConfig("conv_transpose").model_hparams(24))
+    >>> w
+    49728
+    """
+    items = tuple(sorted(hparams.items()))
+    try:
+        return _model_size(model, items)
+    except TypeError:  # unhashable hyperparameter values: measure without the cache
+        return _model_size.__wrapped__(model, items)
+
+
+@functools.lru_cache(maxsize=64)
+def _model_size(model: str, items: tuple[tuple[str, Any], ...]) -> tuple[int, float]:
+    import models
+    hparams = dict(items)
+
+    def measure(nf: int) -> int:
+        net = models.build(model, **{**hparams, "num_filters": nf}).eval()
+        acts = [0]
+        hooks = [m.register_forward_hook(lambda m, i, o: acts.__setitem__(0, acts[0] + o.numel()))
+                 for m in net.modules() if not list(m.children())]
+        with torch.no_grad():
+            net(torch.zeros(1, 1, 32, 32))
+        for h in hooks:
+            h.remove()
+        return acts[0]
+    with torch.device("meta"):
+        weights = sum(p.numel() for p in models.build(model, **hparams).parameters())
+    with torch.random.fork_rng(devices=[]):
+        a1, a2 = measure(1), measure(2)
+    return weights, float(a1 + (a2 - a1) * (int(hparams.get("num_filters", 1)) - 1))
+
+
 def check_memory(cfg: TrainConfig, hparams: Mapping[str, Any], dev: torch.device) -> int:
     """Estimated bytes a training step needs (weights, Adam state, activations), refused when it cannot fit.
-
-    The model is built on the meta device, so nothing is allocated.
 
     >>> check_memory(TrainConfig("unet"), TrainConfig("unet").model_hparams(24), torch.device("cpu")) < 2**30
     True
     """
-    import models
-    with torch.device("meta"):
-        net = models.build(cfg.model, **hparams)
-        params = sum(p.numel() for p in net.parameters())
-        acts = [0]
-        hooks = [m.register_forward_hook(lambda m, i, o: acts.__setitem__(0, acts[0] + o.numel()))
-                 for m in net.modules() if not list(m.children()) and not isinstance(m, torch.nn.Identity)]
-        net(torch.empty(cfg.batch_size, 1, 32, 32))
-        for h in hooks:
-            h.remove()
-    need = 4 * (4 * params + 3 * acts[0])  # weights, grads, Adam m and v; activations, their grads, workspace
+    weights, acts = model_size(cfg.model, hparams)
+    acts *= cfg.batch_size
+    need = int(4 * (4 * weights + 3 * acts))  # weights, grads, Adam m and v; activations, their grads, workspace
     if dev.type == "cuda":
         available = torch.cuda.mem_get_info(dev)[0]
     else:
         available = _available_memory()
     if available and need > 0.8 * available:
-        argument = "num_filters" if 4 * params > 3 * acts[0] else "batch_size"
+        argument = "num_filters" if 4 * weights > 3 * acts else "batch_size"
         raise ArchcountError(
             f"{cfg.model} with kernel {cfg.kernel}, NF {cfg.num_filters} and batch {cfg.batch_size} needs about "
-            f"{need / 2**30:.1f} GiB ({params:,} weights), more than the {available / 2**30:.1f} GiB available",
+            f"{need / 2**30:.1f} GiB ({weights:,} weights), more than the {available / 2**30:.1f} GiB available",
             argument=argument, model=cfg.model)
     return need
 
@@ -136,6 +167,60 @@ def _available_memory() -> int | None:
         return None
 
 
+def writable_target(path: Path, argument: str) -> None:
+    """Fail early, writing nothing, when ``path`` (a folder to be) cannot hold files: it or an ancestor
+    is a file, or the nearest existing ancestor refuses new entries (probed with a temporary folder,
+    which also catches read-only file systems for root)."""
+    import tempfile
+    p = path
+    while not p.exists():
+        if p.parent == p:
+            break
+        p = p.parent
+    if p.exists() and not p.is_dir():
+        raise ArchcountError(f"{p} is a file, not a folder" + (f" (so {path} cannot be created)" if p != path else ""),
+                             argument=argument)
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".archcount-probe-", dir=p))
+    except OSError as exc:
+        raise ArchcountError(f"cannot write into {p}: {exc.strerror or exc}" +
+                             (f" (so {path} cannot be created)" if p != path else ""), argument=argument,
+                             hint="choose a writable folder") from None
+
+
+def precheck(cfg: TrainConfig, *, runs_root: str | os.PathLike[str] = "runs",
+             run_dir: str | os.PathLike[str] | None = None, force: bool = False,
+             dev: torch.device | None = None) -> Palette | None:
+    """What can be checked before the data are read (so that a mistake writes nothing, not even a cache):
+    the run folders, a palette file, and whether the model fits in memory. Returns the palette file's palette."""
+    if run_dir is not None:
+        rd = Path(run_dir)
+        if rd.exists() and not rd.is_dir():
+            raise ArchcountError(f"{rd} exists and is not a folder", argument="run_dir")
+        writable_target(rd, "run_dir")
+        if rd.is_dir() and any(rd.iterdir()):
+            owned, foreign = owned_files(rd)
+            if force and foreign:
+                raise _foreign(rd, foreign)
+            if not force and read_json(rd / "config.json") is None and not owned:
+                raise ArchcountError(f"{rd} is not empty and holds no archcount run", argument="run_dir",
+                                     hint="choose another --run-dir, or pass --force to write the run files there")
+    else:
+        root = Path(runs_root)
+        if root.exists() and not root.is_dir():
+            raise ArchcountError(f"{root} is a file, not a folder of runs", argument="runs")
+        writable_target(root, "runs")
+    pal = load_palette(cfg.palette) if cfg.palette is not None else None
+    check_memory(cfg, cfg.model_hparams(pal.k if pal is not None else cfg.palette_k), dev or torch.device("cpu"))
+    return pal
+
+
+def _foreign(rd: Path, foreign: list[str]) -> ArchcountError:
+    return ArchcountError(f"{rd} holds {', '.join(foreign)} that archcount did not write (or that changed since); "
+                          f"--force replaces only archcount's own files", argument="force",
+                          hint="move those files away, or choose another --run-dir")
+
+
 def prepare(cfg: TrainConfig, *, data: Any = None, cache_dir: Any = None, download: bool = True,
             runs_root: str | os.PathLike[str] = "runs", run_dir: str | os.PathLike[str] | None = None,
             resume: bool = False, force: bool = False, quiet: bool = True, palette: Palette | None = None,
@@ -145,6 +230,7 @@ def prepare(cfg: TrainConfig, *, data: Any = None, cache_dir: Any = None, downlo
     Raises for every problem that must stop the run before it starts (a foreign folder, a
     checkpoint of another configuration, files ``--force`` may not replace).
     """
+    file_palette = precheck(cfg, runs_root=runs_root, run_dir=run_dir, force=force, dev=dev)
     if isinstance(data, CategoryData):
         if data.category != cfg.category:
             raise ArchcountError(f"the given data hold {data.category!r}, the configuration asks for "
@@ -152,10 +238,9 @@ def prepare(cfg: TrainConfig, *, data: Any = None, cache_dir: Any = None, downlo
         cat = data
     else:
         cat = load_category(data, cfg.category, cache_dir=cache_dir, download=download, quiet=quiet)
-    pal = palette if palette is not None else resolve_palette(cfg.palette, cat, k=cfg.palette_k,
-                                                              seed=cfg.palette_seed, cache_dir=cache_dir)
+    pal = palette or file_palette or resolve_palette(None, cat, k=cfg.palette_k, seed=cfg.palette_seed,
+                                                     cache_dir=cache_dir)
     hp = cfg.model_hparams(pal.k)
-    check_memory(cfg, hp, dev or torch.device("cpu"))
     experiment = experiment_dict(cfg, hp, cat, pal)
     key = run_key(experiment)
     run_id = f"{cfg.model}-{key[:12]}"
@@ -183,10 +268,7 @@ def prepare(cfg: TrainConfig, *, data: Any = None, cache_dir: Any = None, downlo
     if force:
         foreign = owned_files(rd)[1]
         if foreign:
-            raise ArchcountError(
-                f"{rd} holds {', '.join(foreign)} that archcount did not write (or that changed since); --force "
-                f"replaces only archcount's own files", argument="force",
-                hint="move those files away, or choose another --run-dir")
+            raise _foreign(rd, foreign)
         plan.clear = True
         return plan
     if same and summary_json is not None and summary_json.get("key") == key:
@@ -258,20 +340,10 @@ def train(config: TrainConfig | str = "unet", *, data: str | os.PathLike[str] | 
     """
     t_start = time.perf_counter()
     cfg = resolve_config(config, fields)
-    samples = require_positive_int(samples, "samples", minimum=0)
-    if samples > MAX_SAMPLES:
-        raise ArchcountError(f"must be at most {MAX_SAMPLES}, got {samples}", argument="samples")
-    dev = select_device(device)  # bad execution settings fail before anything is read or written
-    if val_batch_size is not None:
-        val_batch_size = require_positive_int(val_batch_size, "val_batch_size")
-        if val_batch_size > MAX_VAL_BATCH:
-            raise ArchcountError(f"must be at most {MAX_VAL_BATCH}, got {val_batch_size}", argument="val_batch_size")
-    threads = parse_threads(threads)
-    amp_mode = _amp_dtype(amp, dev)
-    cl_flag = channels_last_flag(channels_last, dev)
-    if isinstance(data, str) and not data.strip():
-        raise ArchcountError("is an empty path; leave it out to use $ARCHCOUNT_DATA, the cache or the shared zip",
-                             argument="data")
+    # bad execution settings fail before anything is read or written
+    dev, samples, val_batch_size, threads, amp_mode, cl_flag = check_options(
+        device=device, samples=samples, val_batch_size=val_batch_size, threads=threads, amp=amp,
+        channels_last=channels_last, data=data)
     log = Log(quiet)
     plan = prepare(cfg, data=data, cache_dir=cache_dir, download=download, runs_root=runs_root, run_dir=run_dir,
                    resume=resume, force=force, quiet=quiet, palette=resolved_palette, dev=dev)
@@ -314,6 +386,26 @@ def train(config: TrainConfig | str = "unet", *, data: str | os.PathLike[str] | 
                         status, t_start)
     finally:
         torch.set_num_threads(old_threads)
+
+
+def check_options(*, device: Any = "auto", samples: Any = 8, val_batch_size: Any = None, threads: Any = "auto",
+                  amp: Any = "auto", channels_last: Any = "auto", data: Any = None
+                  ) -> tuple[torch.device, int, int | None, int | None, torch.dtype | None, bool]:
+    """Validate the execution options of :func:`train`: ``(device, samples, val_batch_size, threads, amp dtype,
+    channels_last)``."""
+    dev = select_device(device)
+    samples = require_positive_int(samples, "samples", minimum=0)
+    if samples > MAX_SAMPLES:
+        raise ArchcountError(f"must be at most {MAX_SAMPLES}, got {samples}", argument="samples")
+    if val_batch_size is not None:
+        val_batch_size = require_positive_int(val_batch_size, "val_batch_size")
+        if val_batch_size > MAX_VAL_BATCH:
+            raise ArchcountError(f"must be at most {MAX_VAL_BATCH}, got {val_batch_size}", argument="val_batch_size")
+    if isinstance(data, (str, os.PathLike)) and not os.fspath(data).strip():
+        raise ArchcountError("is an empty path; leave it out to use $ARCHCOUNT_DATA, the cache or the shared zip",
+                             argument="data")
+    return dev, samples, val_batch_size, parse_threads(threads), _amp_dtype(amp, dev), \
+        channels_last_flag(channels_last, dev)
 
 
 def parse_threads(threads: Any) -> int | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from typing import Any, Callable
 
 from analysis.errors import ArchcountError
@@ -124,7 +125,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from models.training import sweep_configs, train_many
+    from models.training import sweep_configs
 
     hparams = dict(args.hparam)
     configs = sweep_configs(args.model, batch_size=args.batch_size, epochs=args.epochs, lr=args.lr,
@@ -138,11 +139,13 @@ def run(args: argparse.Namespace) -> int:
         raise ArchcountError("is an empty path; leave --data out to use $ARCHCOUNT_DATA, the cache or the shared zip",
                              argument="--data")
     progress = {"auto": None, "on": True, "off": False}[args.progress]
-    summaries = train_many(configs, data=args.data, cache_dir=args.cache_dir, download=not args.no_download,
-                           quiet=args.quiet, runs_root=args.runs, run_dir=args.run_dir, resume=args.resume,
-                           force=args.force, device=args.device, amp=args.amp, channels_last=args.channels_last,
-                           threads=args.threads, jobs=args.jobs, compile=args.compile, progress=progress,
-                           samples=args.samples)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            summaries = _train(configs, args, progress)
+        finally:
+            for w in caught:  # one clean line each, not "file.py:123: UserWarning:"
+                print(f"archcount train: warning: {w.message}", file=sys.stderr)
     if args.json:
         print(json.dumps([s.to_dict() for s in summaries], indent=2))
         return 0
@@ -151,6 +154,15 @@ def run(args: argparse.Namespace) -> int:
         print(f"wall time: {summaries.wall_time_s:.1f} s, {summaries.jobs} run(s) at a time on {summaries.cores} "
               f"cores ({summaries.cpu})")
     return 0
+
+
+def _train(configs: list[Any], args: argparse.Namespace, progress: bool | None) -> Any:
+    from models.training import train_many
+    return train_many(configs, data=args.data, cache_dir=args.cache_dir, download=not args.no_download,
+                      quiet=args.quiet, runs_root=args.runs, run_dir=args.run_dir, resume=args.resume,
+                      force=args.force, device=args.device, amp=args.amp, channels_last=args.channels_last,
+                      threads=args.threads, jobs=args.jobs, compile=args.compile, progress=progress,
+                      samples=args.samples)
 
 
 def _print_table(summaries: list[Any]) -> None:
