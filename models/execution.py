@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import torch
 
-from analysis.errors import ArchcountError
+from analysis.errors import ArchcountError, require_positive_int
 
 #: Below this many cores busy with other work, the machine counts as idle and every core is used.
 IDLE_BUSY_CPUS = 0.25
@@ -140,6 +140,22 @@ def cpu_model() -> str:
 
 
 # ----------------------------------------------------------------------------- threads
+
+def parse_count(value: Any, argument: str, maximum: int) -> int | None:
+    """``auto``/None -> None, else an integer from 1 to ``maximum`` (digits in a string are accepted).
+
+    >>> parse_count("auto", "threads", 8), parse_count("3", "threads", 8), parse_count(2, "jobs", 8)
+    (None, 3, 2)
+    """
+    if value is None or (isinstance(value, str) and value.strip().lower() == "auto"):
+        return None
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    value = require_positive_int(value, argument)
+    if value > maximum:
+        raise ArchcountError(f"must be at most {maximum}, got {value}", argument=argument)
+    return value
+
 
 def _affinity() -> list[int]:
     try:

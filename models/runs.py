@@ -318,7 +318,7 @@ _SUMMARY_TYPES: dict[str, tuple[type, ...]] = {
 def metric_row_problem(row: Any, where: str) -> str | None:
     """Why ``row`` is not a metrics row (epoch an int >= 1, the other known fields numbers), or None.
 
-    >>> metric_row_problem({"epoch": 1, "val_loss": "abc"}, "final")
+    >>> metric_row_problem({"epoch": 1, "train_loss": 1.0, "val_loss": "abc", "val_acc": 0.5}, "final")
     "final: val_loss must be a number, got 'abc'"
     """
     if not isinstance(row, Mapping):

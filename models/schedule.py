@@ -2,8 +2,8 @@
 
 On a CPU, small convolutions at 32x32 do not scale well across threads, and two threads on a
 machine where another process holds a core wait at every barrier. So independent runs go to
-separate worker processes (``python -m models._worker``), as many as there are free cores, each
-with ``cores // jobs`` threads (one on a 2-core machine), longest runs first. Finished runs are
+separate worker processes (``python -m models._worker``), one per core, each with the free cores
+shared out as threads (one on a 2-core machine), longest runs first. Finished runs are
 skipped, identical configurations train once, and every problem that would stop a run (a foreign
 folder, a checkpoint of another configuration) is raised before anything trains.
 
@@ -27,10 +27,11 @@ import warnings
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from analysis.errors import ArchcountError, require_positive_int
+from analysis.errors import ArchcountError
 
 from .data import CategoryData, load_category
-from .execution import INTERRUPT_GRACE_S, IDLE_BUSY_CPUS, Log, busy_cpus, cpu_count, cpu_model, interruptible
+from .execution import INTERRUPT_GRACE_S, IDLE_BUSY_CPUS, Log, busy_cpus, cpu_count, cpu_model, interruptible, \
+    parse_count
 from .runs import RunSummary, TrainConfig
 from .training import Plan, check_options, find_run, model_size, precheck, prepare, train
 
@@ -61,31 +62,27 @@ class TrainBatch(list):
 
 
 def parse_jobs(jobs: Any) -> int | None:
-    """``auto``/None -> None (chosen from the free cores), else 1 to :data:`MAX_JOBS` runs at once."""
-    if jobs is None or (isinstance(jobs, str) and jobs.strip().lower() == "auto"):
-        return None
-    if isinstance(jobs, str) and jobs.strip().isdigit():
-        jobs = int(jobs)
-    jobs = require_positive_int(jobs, "jobs")
-    if jobs > MAX_JOBS:
-        raise ArchcountError(f"must be at most {MAX_JOBS}, got {jobs}", argument="jobs")
-    return jobs
+    """``auto``/None -> None (one run per core), else 1 to :data:`MAX_JOBS` runs at once."""
+    return parse_count(jobs, "jobs", MAX_JOBS)
 
 
 def plan_jobs(n_runs: int, *, cores: int, busy: float | None, jobs: int | None = None,
               threads: int | None = None) -> tuple[int, int | None]:
-    """``(runs at once, threads per run)``: one run per free core, the free cores shared out among them.
+    """``(runs at once, threads per run)``: one run per core, the free cores shared out among them as threads.
 
-    ``threads`` None with one job leaves the choice to :func:`train` (it measures).
+    A single-threaded run never waits at a barrier for a descheduled thread, so running one per core
+    pays even when other processes hold some of them (each run then gets its share of the CPU);
+    only the threads per run shrink to what is free. ``threads`` None with one job leaves the
+    choice to :func:`train` (it measures).
 
     >>> plan_jobs(8, cores=2, busy=0.0), plan_jobs(8, cores=2, busy=1.1), plan_jobs(1, cores=2, busy=0.0)
-    ((2, 1), (1, None), (1, None))
-    >>> plan_jobs(8, cores=16, busy=0.0), plan_jobs(3, cores=2, busy=0.0, jobs=3, threads=2)
-    ((8, 2), (3, 2))
+    ((2, 1), (2, 1), (1, None))
+    >>> plan_jobs(8, cores=16, busy=0.0), plan_jobs(8, cores=16, busy=10.0), plan_jobs(3, cores=2, busy=0.0, jobs=3)
+    ((8, 2), (8, 1), (3, 1))
     """
     free = cores if busy is None or busy < IDLE_BUSY_CPUS else max(1.0, cores - busy)
     if jobs is None:
-        jobs = max(1, min(n_runs, math.floor(free + 0.5)))
+        jobs = max(1, min(n_runs, cores))
     jobs = max(1, min(jobs, max(n_runs, 1)))
     if threads is None and jobs > 1:
         threads = max(1, math.floor(free + 0.5) // jobs)
@@ -106,7 +103,7 @@ def train_many(configs: Iterable[TrainConfig], *, jobs: int | str | None = "auto
                **options: Any) -> TrainBatch:
     """Train every configuration, skipping finished runs; returns a :class:`TrainBatch` in config order.
 
-    ``jobs``: runs trained at once (``auto``: one per free core on a CPU, one on a GPU). With more
+    ``jobs``: runs trained at once (``auto``: one per core on a CPU, one on a GPU). With more
     than one, each run is a worker process with ``threads`` threads (``auto``: the free cores shared
     out); with one, runs train here in turn and ``threads=auto`` is measured per run. ``options``
     go to :func:`models.training.train` (``amp``, ``channels_last``, ``samples`` ...). ``run_dir``
@@ -144,7 +141,7 @@ def train_many(configs: Iterable[TrainConfig], *, jobs: int | str | None = "auto
             first_of[rd] = i
             if plan.finished is None:
                 todo.append(i)
-    busy = busy_cpus() if dev.type == "cpu" and len(todo) > 1 and n_jobs is None else None
+    busy = busy_cpus() if dev.type == "cpu" and len(todo) > 1 and n_threads is None else None
     if dev.type != "cpu" and n_jobs is None:
         n_jobs = 1
     n_jobs, per_run = plan_jobs(len(todo), cores=cpu_count(), busy=busy, jobs=n_jobs, threads=n_threads)

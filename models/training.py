@@ -41,7 +41,7 @@ from analysis.errors import ArchcountError, require_positive_int
 
 from .data import CategoryData, DataSource, load_category
 from .execution import Choice, Log, TrainingInterrupted, amp_dtype as _amp_dtype, auto_threads, \
-    channels_last_flag, choose, cpu_count, device_name, interruptible, select_device, tuned_malloc
+    channels_last_flag, choose, cpu_count, device_name, interruptible, parse_count, select_device, tuned_malloc
 from .loop import colourization_arrays, evaluate, samples_png, time_step, train_epoch
 from .palette import Palette, load_palette, resolve_palette
 from .runs import CHECKPOINT_FORMAT, METRIC_FIELDS, RUN_FILES, RunSummary, TrainConfig, checkpoint_bytes, \
@@ -409,19 +409,8 @@ def check_options(*, device: Any = "auto", samples: Any = 8, val_batch_size: Any
 
 
 def parse_threads(threads: Any) -> int | None:
-    """``auto``/None -> None, else a thread count from 1 to :data:`MAX_THREADS`.
-
-    >>> parse_threads("auto"), parse_threads("3"), parse_threads(2)
-    (None, 3, 2)
-    """
-    if threads is None or (isinstance(threads, str) and threads.strip().lower() == "auto"):
-        return None
-    if isinstance(threads, str) and threads.strip().isdigit():
-        threads = int(threads)
-    threads = require_positive_int(threads, "threads")
-    if threads > MAX_THREADS:
-        raise ArchcountError(f"must be at most {MAX_THREADS}, got {threads}", argument="threads")
-    return threads
+    """``auto``/None -> None, else a thread count from 1 to :data:`MAX_THREADS`."""
+    return parse_count(threads, "threads", MAX_THREADS)
 
 
 def _show(value: Any) -> str:

@@ -534,7 +534,8 @@ def test_find_or_train_many_without_data_uses_finished_runs(env, tmp_path):
 def test_plan_jobs_shares_the_free_cores():
     from models.schedule import plan_jobs
     assert plan_jobs(8, cores=2, busy=0.0) == (2, 1)
-    assert plan_jobs(8, cores=2, busy=0.3) == (2, 1)     # 1.7 cores free: still two runs of one thread
-    assert plan_jobs(8, cores=2, busy=1.0) == (1, None)  # one run; train() measures its threads
+    assert plan_jobs(8, cores=2, busy=1.5) == (2, 1)     # single-threaded runs still take their share
+    assert plan_jobs(1, cores=2, busy=1.0) == (1, None)  # one run: train() measures its threads
     assert plan_jobs(0, cores=2, busy=0.0) == (1, None)
     assert plan_jobs(5, cores=16, busy=4.0) == (5, 2)
+    assert plan_jobs(4, cores=16, busy=0.0, threads=3) == (4, 3)
