@@ -126,9 +126,15 @@ def _model_size(model: str, items: tuple[tuple[str, Any], ...]) -> tuple[int, fl
         return acts[0]
     with torch.device("meta"):
         weights = sum(p.numel() for p in models.build(model, **hparams).parameters())
+    nf = int(hparams.get("num_filters", 1))
     with torch.random.fork_rng(devices=[]):
-        a1, a2 = measure(1), measure(2)
-    return weights, float(a1 + (a2 - a1) * (int(hparams.get("num_filters", 1)) - 1))
+        for n1, n2 in ((1, 2), (2, 4), (4, 8)):  # a registered model may need a wider minimum
+            try:
+                a1, a2 = measure(n1), measure(n2)
+            except Exception:  # noqa: BLE001 - that width does not build or run; try the next
+                continue
+            return weights, float(a1 + (a2 - a1) * (nf - n1) / (n2 - n1))
+    return weights, 0.0  # not measurable at small widths: only the weights are checked
 
 
 def check_memory(cfg: TrainConfig, hparams: Mapping[str, Any], dev: torch.device) -> int:

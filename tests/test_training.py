@@ -539,3 +539,27 @@ def test_plan_jobs_shares_the_free_cores():
     assert plan_jobs(0, cores=2, busy=0.0) == (1, None)
     assert plan_jobs(5, cores=16, busy=4.0) == (5, 2)
     assert plan_jobs(4, cores=16, busy=0.0, threads=3) == (4, 3)
+
+
+def test_accelerator_decisions_on_a_cpu_machine():
+    """No GPU is lent to this project's CI: the CUDA/MPS branches of the decisions are checked as functions."""
+    from models.execution import amp_dtype, channels_last_flag, choose, cpu_count
+    from models.loop import acc_dtype
+    from models.schedule import plan_jobs
+    from models.training import _checkpoint_execution, check_options
+    cuda, mps, cpu = torch.device("cuda"), torch.device("mps"), torch.device("cpu")
+    assert channels_last_flag("auto", cuda) is True and channels_last_flag("auto", mps) is False
+    assert channels_last_flag("auto", cpu) is True and channels_last_flag("on", mps) is True
+    assert acc_dtype(mps) == torch.float32 and acc_dtype(cuda) == torch.float64
+    assert amp_dtype("off", cuda) is None and amp_dtype("bf16", mps) == torch.bfloat16
+    assert amp_dtype("auto", cpu) is None
+    c = choose(None, threads=None, dev=cuda)  # an accelerator: no CPU measurement, every core for the host side
+    assert c.threads == cpu_count() and c.method == "every core"
+    assert plan_jobs(8, cores=2, busy=None, jobs=1) == (1, None)  # train_many gives a GPU one run at a time
+    assert _checkpoint_execution({"execution": {"threads": 2, "channels_last": False, "amp": "bf16",
+                                                "val_batch_size": 1000}}) == {
+        "threads": 2, "channels_last": False, "amp": torch.bfloat16, "val_batch_size": 1000}
+    assert _checkpoint_execution({"threads": 3}) == {"threads": 3}  # checkpoints of the previous format
+    if not torch.cuda.is_available():
+        with pytest.raises(ArchcountError, match="cuda is not available"):
+            check_options(device="cuda")
