@@ -325,11 +325,12 @@ def train(config: TrainConfig | str = "unet", *, data: str | os.PathLike[str] | 
     with ``resume``; a run directory that holds a different run is refused unless ``force``, which
     replaces only files archcount wrote.
     ``device`` is ``auto`` (cuda, then mps, then cpu), ``cpu``, ``cuda[:N]`` or ``mps``; ``amp`` is
-    ``auto`` (bf16 on CUDA), ``bf16`` or ``off``; ``channels_last`` is ``auto`` (on CPU: measured
-    at the start), ``on`` or ``off``; ``threads`` is a number or ``auto`` (every core of an idle
-    machine, else measured among the counts that fit what other processes leave free). A resumed
-    run keeps its threads, memory format, amp and validation batch. ``on_epoch(row)`` is called
-    after every epoch; ``resolved_palette`` and ``parallel_runs`` are for :func:`train_many`.
+    ``auto`` (bf16 on CUDA), ``bf16`` or ``off``; ``channels_last`` is ``auto`` (on for CPU and
+    CUDA), ``on`` or ``off``; ``threads`` is a number or ``auto`` (every core of an idle machine,
+    else the counts that fit what other processes leave free are timed for a few steps). A resumed
+    run keeps its threads, memory format, amp and validation batch. ``compile`` wraps the model in
+    ``torch.compile`` (measured slower on CPU here, so off). ``on_epoch(row)`` is called after every
+    epoch; ``resolved_palette`` and ``parallel_runs`` are for :func:`train_many`.
 
     >>> import tempfile, pathlib, numpy as np
     >>> from PIL import Image
