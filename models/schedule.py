@@ -311,6 +311,8 @@ class _Pool:
             summary = RunSummary.from_dict(ev["summary"])
             results[w.index] = summary
             schedule[w.index] = _row(w.plan, summary, self.starts[w.index], time.perf_counter() - self.t0)
+            self.log(f"{summary.run_id}: finished in {summary.wall_time_s:.0f} s; final val loss "
+                     f"{summary.final_val_loss:.4f}, val acc {100 * summary.final_val_acc:.1f}%")
             return None
         if ev.get("event") == "error":
             e = ev.get("error") or {}
