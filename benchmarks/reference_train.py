@@ -45,7 +45,7 @@ def reference_epoch(model, optimizer, x_np, y_np, x_val, y_val, batch_size, dev,
         val_losses.append(F.cross_entropy(out, ys).item() * len(xs))
         correct += int((out.argmax(1) == ys).sum())
         total += ys.numel()
-    return sum(losses) / len(x_np), sum(val_losses) / len(x_val), correct / max(total, 1)
+    return sum(losses) / len(x_np), sum(val_losses) / max(len(x_val), 1), correct / max(total, 1)
 
 
 def main(argv=None) -> int:
