@@ -68,21 +68,23 @@ def parse_jobs(jobs: Any) -> int | None:
 
 def plan_jobs(n_runs: int, *, cores: int, busy: float | None, jobs: int | None = None,
               threads: int | None = None) -> tuple[int, int | None]:
-    """``(runs at once, threads per run)``: one run per core, the free cores shared out among them as threads.
+    """``(runs at once, threads per run)``: a run per core, the free cores shared out among them as threads.
 
     A single-threaded run never waits at a barrier for a descheduled thread, so running one per core
     pays even when other processes hold some of them (each run then gets its share of the CPU);
-    only the threads per run shrink to what is free. ``threads`` None with one job leaves the
-    choice to :func:`train` (it measures).
+    only the threads per run shrink to what is free. Up to twice as many runs as cores all start at
+    once (one thread each), so that no core idles while the last run finishes alone: the default
+    three models on 2 cores took 39 s instead of 44-46 s for 4 epochs. ``threads`` None with one
+    job leaves the choice to :func:`train` (it measures).
 
     >>> plan_jobs(8, cores=2, busy=0.0), plan_jobs(8, cores=2, busy=1.1), plan_jobs(1, cores=2, busy=0.0)
     ((2, 1), (2, 1), (1, None))
-    >>> plan_jobs(8, cores=16, busy=0.0), plan_jobs(8, cores=16, busy=10.0), plan_jobs(3, cores=2, busy=0.0, jobs=3)
-    ((8, 2), (8, 1), (3, 1))
+    >>> plan_jobs(3, cores=2, busy=0.0), plan_jobs(8, cores=16, busy=0.0), plan_jobs(8, cores=16, busy=10.0)
+    ((3, 1), (8, 2), (8, 1))
     """
     free = cores if busy is None or busy < IDLE_BUSY_CPUS else max(1.0, cores - busy)
     if jobs is None:
-        jobs = max(1, min(n_runs, cores))
+        jobs = max(1, n_runs if n_runs <= 2 * cores else cores)
     jobs = max(1, min(jobs, max(n_runs, 1)))
     if threads is None and jobs > 1:
         threads = max(1, math.floor(free + 0.5) // jobs)

@@ -538,6 +538,8 @@ def test_plan_jobs_shares_the_free_cores():
     assert plan_jobs(1, cores=2, busy=1.0) == (1, None)  # one run: train() measures its threads
     assert plan_jobs(0, cores=2, busy=0.0) == (1, None)
     assert plan_jobs(5, cores=16, busy=4.0) == (5, 2)
+    assert plan_jobs(3, cores=2, busy=0.0) == (3, 1)     # the default three models: no idle tail
+    assert plan_jobs(5, cores=2, busy=0.0) == (2, 1)
     assert plan_jobs(4, cores=16, busy=0.0, threads=3) == (4, 3)
 
 

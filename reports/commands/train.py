@@ -112,7 +112,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                             "fastest kept (recorded in config.json; a resumed run keeps its count)")
     speed.add_argument("--jobs", "-j", default="auto", type=_threads,
                        help="runs trained at once, each in its own process, or auto (default): one per core on a "
-                            "CPU (the free cores shared out as threads), one on a GPU")
+                            "CPU (the free cores shared out as threads; up to twice the cores all start at once, "
+                            "one thread each), one on a GPU")
     speed.add_argument("--compile", action="store_true", help="torch.compile the model (slow start, for long runs)")
     speed.add_argument("--samples", type=int, default=8, help="validation images in samples.png (default: 8)")
 
