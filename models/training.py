@@ -42,7 +42,7 @@ from analysis.errors import ArchcountError, require_positive_int
 from .data import CategoryData, DataSource, load_category
 from .execution import Choice, Log, TrainingInterrupted, amp_dtype as _amp_dtype, auto_threads, \
     channels_last_flag, choose, cpu_count, device_name, interruptible, parse_count, select_device, tuned_malloc
-from .loop import colourization_arrays, evaluate, samples_png, time_step, train_epoch
+from .loop import channels_last_input, colourization_arrays, evaluate, samples_png, time_step, train_epoch
 from .palette import Palette, load_palette, resolve_palette
 from .runs import CHECKPOINT_FORMAT, METRIC_FIELDS, RUN_FILES, RunSummary, TrainConfig, checkpoint_bytes, \
     check_writable_dir, clear_run_dir, differences, experiment_dict, json_bytes, load_checkpoint, load_run, \
@@ -502,8 +502,7 @@ def _run(plan: Plan, dev: torch.device, given: dict[str, Any], execution: dict[s
     x_val = torch.from_numpy(x_va).to(dev)
     y_val = torch.from_numpy(y_va).to(dev)
     if use_cl:
-        x_train = x_train.contiguous(memory_format=torch.channels_last)
-        x_val = x_val.contiguous(memory_format=torch.channels_last)
+        x_train, x_val = channels_last_input(x_train), channels_last_input(x_val)
     amp_dtype = given["amp"]
     execution.update({"amp": "bf16" if amp_dtype is not None else "off", "channels_last": use_cl,
                       "threads": choice.threads, "cpu_cores": cpu_count(), "thread_choice": choice.to_dict(),

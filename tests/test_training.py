@@ -512,7 +512,7 @@ def test_parallel_runs_match_sequential_ones(env, tmp_path):
     assert all(s.execution["parallel_runs"] == 2 and s.threads == 1 for s in par)
     rows = par.to_dict()["runs"]
     assert len(rows) == 3 and all(r["threads"] == 1 and r["end_s"] > r["start_s"] >= 0 for r in rows)
-    assert par.wall_time_s >= max(r["end_s"] for r in rows)
+    assert par.wall_time_s + 0.01 >= max(r["end_s"] for r in rows)  # rows are rounded to 0.01 s
     again = train_many(configs, runs_root=tmp_path / "par", jobs=2, **opts)
     assert [s.status for s in again] == ["reused"] * 3
 
