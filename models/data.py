@@ -62,6 +62,8 @@ IMAGE_SIZE = 32
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 #: Bumped whenever the decoded-array cache format or decoding changes.
 LOADER_VERSION = 1
+#: The largest image file read from an image folder or zip (a 32x32 PNG is about 3 kB).
+MAX_IMAGE_BYTES = 1 << 20
 
 _HINT = ("Pass --data PATH (the official cifar-10-python.tar.gz, its extracted cifar-10-batches-py/ "
                "folder, or an image-folder tree/zip laid out as <root>/{train,test}/<class>/*.png|jpg), "
@@ -249,7 +251,10 @@ def resolve_source(data: str | os.PathLike[str] | None = None, *, cache_dir: str
     >>> resolve_source(d).origin
     '--data'
     """
-    if data is not None and str(data) != "":
+    if data is not None:
+        if not os.fspath(data).strip():
+            raise ArchcountError("is an empty path; leave it out to use $ARCHCOUNT_DATA, the cache or the shared "
+                                 "zip", argument="data")
         return inspect_source(data, "--data")
     env = os.environ.get("ARCHCOUNT_DATA")
     if env:
@@ -612,7 +617,11 @@ def _load_image_category(source: DataSource, name: str, *, quiet: bool = True
             with zipfile.ZipFile(source.path) as zf:
                 entries = [n for n in zf.namelist() if not n.endswith("/")]
                 files, classes = _select_files(entries, name, source.path)
-                out = {split: _decode_all(lambda n: zf.read(n), files[split], source.path, split, quiet)
+
+                def read(n: str) -> bytes:
+                    _check_image_bytes(zf.getinfo(n).file_size, source.path, n)
+                    return zf.read(n)
+                out = {split: _decode_all(read, files[split], source.path, split, quiet)
                        for split in ("train", "test")}
         except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
             raise ArchcountError(f"cannot read {source.path}: corrupt or truncated zip ({type(exc).__name__}: {exc})",
@@ -624,7 +633,11 @@ def _load_image_category(source: DataSource, name: str, *, quiet: bool = True
         entries = [str(f.relative_to(root).as_posix()) for split in ("train", "test") if (root / split).is_dir()
                    for d in (root / split).iterdir() if d.is_dir() for f in d.iterdir() if f.is_file()]
         files, classes = _select_files(entries, name, str(root))
-        out = {split: _decode_all(lambda n: (root / n).read_bytes(), files[split], str(root), split, quiet)
+
+        def read_file(n: str) -> bytes:
+            _check_image_bytes((root / n).stat().st_size, str(root), n)
+            return (root / n).read_bytes()
+        out = {split: _decode_all(read_file, files[split], str(root), split, quiet)
                for split in ("train", "test")}
     suffixes = {Path(n).suffix.lower() for split in ("train", "test") for n in files[split]}
     fmt = "mixed" if len(suffixes) > 1 and ".png" in suffixes else ("png" if suffixes == {".png"} else "jpeg")
@@ -660,6 +673,12 @@ def _select_files(entries: Sequence[str], name: str, where: str) -> tuple[dict[s
     return files, known
 
 
+def _check_image_bytes(size: int, where: str, name: str) -> None:
+    if size > MAX_IMAGE_BYTES:
+        raise ArchcountError(f"{where}: {name} is {size:,} bytes; a 32x32 image file is at most "
+                             f"{MAX_IMAGE_BYTES:,}", argument="data")
+
+
 def _decode_all(read: Callable[[str], bytes], names: Sequence[str], where: str, split: str, quiet: bool
                 ) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
@@ -677,6 +696,8 @@ def _decode_all(read: Callable[[str], bytes], names: Sequence[str], where: str, 
                     raise ArchcountError(f"{where}: {n} has image mode {im.mode}, expected RGB", argument="data",
                                          hint="convert the images to 8-bit RGB")
                 out[i] = np.asarray(im)
+        except Image.DecompressionBombError as exc:
+            raise ArchcountError(f"{where}: {n} is far larger than 32x32 ({exc})", argument="data") from None
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
             if isinstance(exc, ArchcountError):
                 raise
@@ -720,6 +741,7 @@ def nearest_colour(rgb: np.ndarray, palette: np.ndarray, *, chunk: int = 1 << 16
     if pal.ndim != 2 or pal.shape[1] != 3 or len(pal) < 1:
         raise ArchcountError(f"a palette must have shape [K, 3], got {list(pal.shape)}", argument="palette",
                              shapes={"palette": pal.shape})
+    chunk = max(1, min(chunk, (1 << 22) // len(pal)))  # at most 32 MiB of distances at a time
     packed = (rgb[:, 0].astype(np.int32) << 16) | (rgb[:, 1].astype(np.int32) << 8) | rgb[:, 2]
     present = np.zeros(1 << 24, dtype=bool)
     present[packed.ravel()] = True

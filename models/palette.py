@@ -13,6 +13,7 @@ import csv
 import hashlib
 import inspect
 import io
+import math
 import os
 import warnings
 from dataclasses import dataclass
@@ -30,6 +31,10 @@ DEFAULT_K = 24
 DEFAULT_SEED = 0
 KMEANS_SAMPLE = 200_000
 KMEANS_ITERS = 50
+#: The most colours a palette may have (file or k-means): the model's output has one channel per colour.
+MAX_COLOURS = 256
+#: The largest palette file read (a CSV of MAX_COLOURS rows is about 20 kB).
+MAX_PALETTE_BYTES = 1 << 20
 #: Bumped whenever the k-means procedure changes (it is part of the cache key).
 KMEANS_VERSION = 1
 
@@ -96,6 +101,9 @@ def validate_palette(arr: Any, where: str = "palette") -> np.ndarray:
                              f"{list(a.shape)}", argument="palette", shapes={"palette": a.shape})
     if len(a) < 2:
         raise ArchcountError(f"{where}: a palette needs at least 2 colours, got {len(a)}", argument="palette")
+    if len(a) > MAX_COLOURS:
+        raise ArchcountError(f"{where}: a palette may have at most {MAX_COLOURS} colours, got {len(a)}",
+                             argument="palette")
     if not np.isfinite(a).all():
         raise ArchcountError(f"{where}: colours must be finite numbers", argument="palette")
     if a.min() < 0 or a.max() > 1:
@@ -117,8 +125,17 @@ def load_palette(path: str | os.PathLike[str]) -> Palette:
     (1.0, 0.5, 0.25)
     """
     p = Path(path).expanduser()
+    if p.is_dir():
+        raise ArchcountError(f"{p} is a folder, not a palette file", argument="palette")
     if not p.is_file():
         raise ArchcountError(f"palette file {p} does not exist", argument="palette")
+    try:
+        size = p.stat().st_size
+    except OSError as exc:
+        raise ArchcountError(f"cannot read the palette file {p}: {exc.strerror or exc}", argument="palette") from None
+    if size > MAX_PALETTE_BYTES:
+        raise ArchcountError(f"palette file {p} is {size:,} bytes; a palette of at most {MAX_COLOURS} colours "
+                             f"fits in {MAX_PALETTE_BYTES:,}", argument="palette")
     if p.suffix.lower() == ".npy":
         arr = _read_npy(p)
     else:
@@ -163,6 +180,9 @@ def _read_npy(p: Path) -> np.ndarray:
                 shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh)
             else:
                 shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
+            if not dtype.hasobject and math.prod(shape) > 3 * MAX_COLOURS:
+                raise ArchcountError(f"palette file {p} holds an array of shape {list(shape)}; a palette has at "
+                                     f"most {MAX_COLOURS} rows of r,g,b", argument="palette")
             if dtype.hasobject:
                 obj: Any = safe_unpickle(fh, encoding="latin1")
             else:
@@ -195,8 +215,9 @@ def compute_palette(rgb: np.ndarray, k: int = DEFAULT_K, seed: int = DEFAULT_SEE
     Returns float64 ``[k, 3]``, sorted by brightness then r, g, b.
     """
     from scipy.cluster.vq import kmeans2
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 2:
-        raise ArchcountError(f"the palette size must be an integer >= 2, got {k!r}", argument="palette_k")
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 2 <= k <= MAX_COLOURS:
+        raise ArchcountError(f"the palette size must be an integer from 2 to {MAX_COLOURS}, got {k!r}",
+                             argument="palette_k")
     rgb = np.asarray(rgb)
     if rgb.ndim != 4 or rgb.shape[1] != 3:
         raise ArchcountError(f"expects RGB images [N, 3, H, W], got shape {list(rgb.shape)}", argument="rgb")

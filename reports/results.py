@@ -30,19 +30,17 @@ def collect_runs(names: Sequence[str], *, runs_dir: Path | None, train: bool, ep
                  sweep: bool, palette: str | None, device: str, quiet: bool,
                  sweep_model: str = SWEEP_MODEL) -> tuple[dict[str, Any], list[Any]]:
     """The main run of every trainable model and the batch-size sweep (trained when ``train``)."""
-    from models.training import TrainConfig, find_or_train, find_run, load_runs
+    from models.training import TrainConfig, find_or_train_many, find_run, load_runs
     root = Path(runs_dir) if runs_dir else Path("runs")
     main_cfgs = {n: TrainConfig(n, epochs=epochs, palette=palette) for n in names if trainable(n)}
     sweep_cfgs = [TrainConfig(sweep_model, epochs=epochs, batch_size=b, palette=palette)
                   for b in SWEEP_BATCH_SIZES] if sweep and sweep_model in main_cfgs else []
     main: dict[str, Any] = {}
     sweep_runs: list[Any] = []
-    if train:
-        for n, cfg in main_cfgs.items():
-            main[n] = find_or_train(cfg, root, data=data, device=device, quiet=quiet)
-        for cfg in sweep_cfgs:
-            sweep_runs.append(find_or_train(cfg, root, data=data, device=device, quiet=quiet))
-        return main, sweep_runs
+    if train:  # one batch, scheduled on the free cores; batch.wall_time_s and batch.schedule say how it ran
+        batch = find_or_train_many([*main_cfgs.values(), *sweep_cfgs], root, data=data, device=device, quiet=quiet)
+        main = dict(zip(main_cfgs, batch[:len(main_cfgs)]))
+        return main, list(batch[len(main_cfgs):])
     if runs_dir is None:
         return main, sweep_runs
     finished = load_runs(root)

@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -67,12 +68,13 @@ def baseline(env) -> RunSummary:
 def test_run_directory_contents(env, baseline):
     rd = Path(baseline.run_dir)
     assert sorted(p.name for p in rd.iterdir()) == sorted(
-        ["config.json", "metrics.csv", "checkpoint.pt", "samples.png", "summary.json", "palette.csv"])
+        ["config.json", "metrics.csv", "checkpoint.pt", "samples.png", "summary.json", "palette.csv",
+         ".archcount-run.json"])
     with open(rd / "metrics.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
-    assert set(rows[0]) == {"epoch", "train_loss", "val_loss", "val_acc", "epoch_time_s", "train_time_s",
-                            "val_time_s", "images_per_s"}
+    assert set(rows[0]) == {"epoch", "train_loss", "val_loss", "val_acc", "grad_norm_first", "epoch_time_s",
+                            "train_time_s", "val_time_s", "images_per_s"}
     for row, h in zip(rows, baseline.history):
         assert float(row["val_loss"]) == h["val_loss"] and float(row["train_loss"]) == h["train_loss"]
         assert math.isclose(float(row["images_per_s"]), 23 / float(row["train_time_s"]), rel_tol=1e-9)
@@ -356,3 +358,210 @@ def test_cli_errors(env, tmp_path, capsys):
     assert code == 2 and "bad.csv" in err and "at least 2 colours" in err
     code = main(["train", "--model", "unet", "--batch-size", "5,7", "--run-dir", str(tmp_path / "x"), "-q"])
     assert code == 2 and "--run-dir" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- gradient norm of the first layer
+
+def test_grad_norm_first_matches_a_naive_loop(env, baseline):
+    """Epoch 1 replayed naively (same seed, initialisation and batch order, contiguous tensors): the mean L2
+    norm of the first convolution's weight gradient over the epoch's steps."""
+    from models.data import greyscale
+    torch.manual_seed(0)
+    net = models.build("conv_transpose", num_filters=4, num_colours=4)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    rgb = category(env["arrays"], "train")
+    x = torch.from_numpy(greyscale(rgb))
+    px = rgb.astype(np.float64).transpose(0, 2, 3, 1)[..., None, :] / 256
+    y = torch.from_numpy(np.argmin(np.sqrt(((px - np.array(PALETTE)) ** 2).sum(-1)), axis=-1))
+    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
+    norms = []
+    net.train()
+    for i in range(0, len(x), 5):
+        idx = perm[i:i + 5]
+        loss = F.cross_entropy(net(x[idx]), y[idx])
+        opt.zero_grad()
+        loss.backward()
+        norms.append(float(net.block1[0].weight.grad.norm()))
+        opt.step()
+    got = baseline.history[0]["grad_norm_first"]
+    assert math.isclose(got, sum(norms) / len(norms), rel_tol=1e-4), (got, norms)
+    assert all(h["grad_norm_first"] > 0 for h in baseline.history)
+
+
+# ----------------------------------------------------------------------------- threads and execution settings
+
+def test_busy_cpus_sees_another_process_but_not_this_one():
+    from models.execution import busy_cpus
+    spin = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)
+        assert busy_cpus(0.5) >= 0.6  # the spinning process holds (nearly) one core
+    finally:
+        spin.kill()
+        spin.wait()
+
+
+def test_auto_threads_are_chosen_recorded_and_kept_on_resume(env, tmp_path, monkeypatch):
+    from models.execution import cpu_count
+    rd = tmp_path / "auto"
+    monkeypatch.setenv("ARCHCOUNT_STOP_AFTER_EPOCH", "1")
+    monkeypatch.setenv("ARCHCOUNT_STOP_SIGNAL", "TERM")
+    with pytest.raises(TrainingInterrupted):
+        run_tiny(env, run_dir=rd, threads="auto")
+    monkeypatch.delenv("ARCHCOUNT_STOP_AFTER_EPOCH")
+    ex = json.loads((rd / "config.json").read_text())["execution"]
+    assert 1 <= ex["threads"] <= cpu_count() and ex["cpu_cores"] == cpu_count()
+    method = ex["thread_choice"]["method"]
+    assert method.startswith(("idle machine", "measured", "free cores")), method
+    if method.startswith("idle"):
+        assert ex["threads"] == cpu_count()  # an idle machine uses every core
+    assert ex["channels_last"] is True and ex["val_batch_size"] == 100 and ex["amp"] == "off"
+    ckpt = torch.load(rd / "checkpoint.pt", weights_only=True)
+    assert ckpt["execution"]["threads"] == ex["threads"]
+    # the resumed run keeps what changes the numbers, whatever the machine looks like now
+    ckpt["execution"]["threads"] = 1
+    torch.save(ckpt, rd / "checkpoint.pt")
+    from models.runs import register_files
+    register_files(rd, ["checkpoint.pt"])
+    import shutil
+    shutil.copytree(rd, tmp_path / "copy")
+    resumed = run_tiny(env, run_dir=rd, threads="auto", resume=True)
+    assert resumed.threads == 1 and resumed.execution["thread_choice"]["method"] == "kept from the checkpoint"
+    # an explicit different setting is obeyed, with a warning that the numbers will differ
+    with pytest.warns(UserWarning, match="used threads=1, this one 2.*will differ"):
+        other = run_tiny(env, run_dir=tmp_path / "copy", threads=2, resume=True)
+    assert other.threads == 2
+
+
+def test_choose_keeps_a_given_count_and_measures_otherwise():
+    from models.execution import choose, cpu_count
+    calls = []
+
+    def step(threads: int) -> float:
+        calls.append(threads)
+        torch.set_num_threads(threads)
+        t = time.perf_counter()
+        torch.randn(200, 200) @ torch.randn(200, 200)
+        return time.perf_counter() - t
+    assert choose(step, threads=2, dev=torch.device("cpu")).threads == 2 and not calls
+    c = choose(step, threads=None, dev=torch.device("cpu"))
+    assert 1 <= c.threads <= cpu_count()
+    if c.method.startswith("measured"):
+        assert set(calls) == {int(k.split()[0]) for k in c.measured_ms} and c.threads in set(calls)
+    else:
+        assert c.threads == (cpu_count() if c.method.startswith("idle") else c.threads)
+
+
+# ----------------------------------------------------------------------------- what --force may replace
+
+def test_force_replaces_only_archcount_files(env, tmp_path):
+    from models.runs import MANIFEST, clear_run_dir, owned_files, register_files
+    s = run_tiny(env, run_dir=tmp_path / "run", epochs=1)
+    rd = Path(s.run_dir)
+    (rd / "notes.txt").write_text("mine")
+    (rd / "evidence.json").write_text("{}")  # written later by the report: archcount's own
+    (rd / "evidence").mkdir()
+    (rd / "evidence" / "a.png").write_bytes(b"x")
+    owned, foreign = owned_files(rd)
+    assert foreign == [] and {"metrics.csv", "checkpoint.pt", "evidence.json", "evidence", MANIFEST} <= set(owned)
+    (rd / "metrics.csv").write_text("edited by hand\n")
+    assert owned_files(rd)[1] == ["metrics.csv"]
+    before = fingerprint_dir(rd)
+    with pytest.raises(ArchcountError, match="metrics.csv that archcount did not write") as exc:
+        run_tiny(env, run_dir=rd, epochs=1, force=True)
+    assert exc.value.argument == "force" and fingerprint_dir(rd) == before
+    with pytest.raises(ArchcountError, match="metrics.csv"):
+        clear_run_dir(rd)
+    assert fingerprint_dir(rd) == before
+    register_files(rd, ["metrics.csv"])  # vouched for again: now --force may replace it
+    again = run_tiny(env, run_dir=rd, epochs=1, force=True)
+    assert (rd / "notes.txt").read_text() == "mine" and not (rd / "evidence").exists()
+    assert again.status == "finished" and not (rd / "evidence.json").exists()
+
+
+def test_force_on_a_run_dir_of_an_older_archcount_without_manifest(env, tmp_path):
+    from models.runs import MANIFEST, owned_files
+    s = run_tiny(env, run_dir=tmp_path / "old", epochs=1)
+    rd = Path(s.run_dir)
+    (rd / MANIFEST).unlink()
+    assert owned_files(rd) == (sorted(owned_files(rd)[0], key=list(
+        ("config.json", "metrics.csv", "checkpoint.pt", "samples.png", "summary.json", "palette.csv")).index), [])
+    assert run_tiny(env, run_dir=rd, epochs=1, force=True).status == "finished"
+    # a folder without an archcount config.json: its metrics.csv is the user's
+    (tmp_path / "user").mkdir()
+    (tmp_path / "user" / "metrics.csv").write_text("1,2\n")
+    assert owned_files(tmp_path / "user") == ([], ["metrics.csv"])
+
+
+def fingerprint_dir(rd: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(rd)): (p.read_bytes() if p.is_file() else b"<dir>") for p in sorted(rd.rglob("*"))}
+
+
+# ----------------------------------------------------------------------------- several runs at once
+
+def test_parallel_runs_match_sequential_ones(env, tmp_path):
+    configs = sweep_configs(["conv_transpose", "unet"], epochs=2, num_filters=4, batch_size=5,
+                            palette=str(env["palette"]))
+    configs.append(configs[0])  # the same run twice: trained once
+    opts = dict(data=env["data"], cache_dir=env["cache"], device="cpu", threads=1, quiet=True)
+    seq = train_many(configs, runs_root=tmp_path / "seq", jobs=1, **opts)
+    par = train_many(configs, runs_root=tmp_path / "par", jobs=2, **opts)
+    assert [s.status for s in par] == ["finished"] * 3 and par.jobs == 2 and seq.jobs == 1
+    assert [metrics(s.history) for s in par] == [metrics(s.history) for s in seq]
+    assert par[2].run_id == par[0].run_id and len(list((tmp_path / "par").iterdir())) == 2
+    assert all(s.execution["parallel_runs"] == 2 and s.threads == 1 for s in par)
+    rows = par.to_dict()["runs"]
+    assert len(rows) == 3 and all(r["threads"] == 1 and r["end_s"] > r["start_s"] >= 0 for r in rows)
+    assert par.wall_time_s + 0.01 >= max(r["end_s"] for r in rows)  # rows are rounded to 0.01 s
+    again = train_many(configs, runs_root=tmp_path / "par", jobs=2, **opts)
+    assert [s.status for s in again] == ["reused"] * 3
+
+
+def test_find_or_train_many_without_data_uses_finished_runs(env, tmp_path):
+    from models.training import find_or_train_many
+    configs = sweep_configs(["conv_transpose"], batch_size=[5, 23], epochs=1, num_filters=4,
+                            palette=str(env["palette"]))
+    opts = dict(cache_dir=env["cache"], device="cpu", threads=1, quiet=True)
+    first = find_or_train_many(configs, tmp_path, data=env["data"], **opts)
+    with pytest.warns(UserWarning, match="data unavailable"):
+        got = find_or_train_many(configs, tmp_path, data=tmp_path / "no-such-data", **opts)
+    assert [g.key for g in got] == [f.key for f in first] and {g.status for g in got} == {"reused"}
+    with pytest.raises(ArchcountError, match="does not exist"):
+        find_or_train_many([TrainConfig("unet", epochs=3, palette=str(env["palette"]))], tmp_path,
+                           data=tmp_path / "no-such-data", **opts)
+
+
+def test_plan_jobs_shares_the_free_cores():
+    from models.schedule import plan_jobs
+    assert plan_jobs(8, cores=2, busy=0.0) == (2, 1)
+    assert plan_jobs(8, cores=2, busy=1.5) == (2, 1)     # single-threaded runs still take their share
+    assert plan_jobs(1, cores=2, busy=1.0) == (1, None)  # one run: train() measures its threads
+    assert plan_jobs(0, cores=2, busy=0.0) == (1, None)
+    assert plan_jobs(5, cores=16, busy=4.0) == (5, 2)
+    assert plan_jobs(3, cores=2, busy=0.0) == (3, 1)     # the default three models: no idle tail
+    assert plan_jobs(5, cores=2, busy=0.0) == (2, 1)
+    assert plan_jobs(4, cores=16, busy=0.0, threads=3) == (4, 3)
+
+
+def test_accelerator_decisions_on_a_cpu_machine():
+    """No GPU is lent to this project's CI: the CUDA/MPS branches of the decisions are checked as functions."""
+    from models.execution import amp_dtype, channels_last_flag, choose, cpu_count
+    from models.loop import acc_dtype
+    from models.schedule import plan_jobs
+    from models.training import _checkpoint_execution, check_options
+    cuda, mps, cpu = torch.device("cuda"), torch.device("mps"), torch.device("cpu")
+    assert channels_last_flag("auto", cuda) is True and channels_last_flag("auto", mps) is False
+    assert channels_last_flag("auto", cpu) is True and channels_last_flag("on", mps) is True
+    assert acc_dtype(mps) == torch.float32 and acc_dtype(cuda) == torch.float64
+    assert amp_dtype("off", cuda) is None and amp_dtype("bf16", mps) == torch.bfloat16
+    assert amp_dtype("auto", cpu) is None
+    c = choose(None, threads=None, dev=cuda)  # an accelerator: no CPU measurement, every core for the host side
+    assert c.threads == cpu_count() and c.method == "every core"
+    assert plan_jobs(8, cores=2, busy=None, jobs=1) == (1, None)  # train_many gives a GPU one run at a time
+    assert _checkpoint_execution({"execution": {"threads": 2, "channels_last": False, "amp": "bf16",
+                                                "val_batch_size": 1000}}) == {
+        "threads": 2, "channels_last": False, "amp": torch.bfloat16, "val_batch_size": 1000}
+    assert _checkpoint_execution({"threads": 3}) == {"threads": 3}  # checkpoints of the previous format
+    if not torch.cuda.is_available():
+        with pytest.raises(ArchcountError, match="cuda is not available"):
+            check_options(device="cuda")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from typing import Any, Callable
 
 from analysis.errors import ArchcountError
@@ -103,10 +104,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        help="mixed precision: auto = bf16 on CUDA, off elsewhere; bf16 can also speed up CPUs "
                             "with AMX (the numbers then differ slightly from fp32)")
     speed.add_argument("--channels-last", default="auto", choices=["auto", "on", "off"],
-                       help="channels_last memory format (auto: on for cpu and cuda)")
+                       help="channels_last memory format (auto: on CPU both formats are timed for a few steps "
+                            "and the faster kept; on for cuda, off for mps)")
     speed.add_argument("--threads", default="auto", type=_threads,
-                       help="torch CPU threads, or auto (default): torch's choice lowered to the idle cores "
-                            "of a shared machine; a resumed run keeps its count")
+                       help="torch CPU threads per run, or auto (default): every core of an idle machine; on a "
+                            "busy one the counts that fit the free cores are timed for a few steps and the "
+                            "fastest kept (recorded in config.json; a resumed run keeps its count)")
+    speed.add_argument("--jobs", "-j", default="auto", type=_threads,
+                       help="runs trained at once, each in its own process, or auto (default): one per core on a "
+                            "CPU (the free cores shared out as threads; up to twice the cores all start at once, "
+                            "one thread each), one on a GPU")
     speed.add_argument("--compile", action="store_true", help="torch.compile the model (slow start, for long runs)")
     speed.add_argument("--samples", type=int, default=8, help="validation images in samples.png (default: 8)")
 
@@ -119,7 +126,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from models.training import sweep_configs, train_many
+    from models.training import sweep_configs
 
     hparams = dict(args.hparam)
     configs = sweep_configs(args.model, batch_size=args.batch_size, epochs=args.epochs, lr=args.lr,
@@ -129,16 +136,34 @@ def run(args: argparse.Namespace) -> int:
     if args.run_dir and len(configs) > 1:
         raise ArchcountError(f"--run-dir holds one run but the lists give {len(configs)} combinations; use "
                              f"--runs ROOT for sweeps", argument="run_dir")
+    if args.data is not None and not args.data.strip():
+        raise ArchcountError("is an empty path; leave --data out to use $ARCHCOUNT_DATA, the cache or the shared zip",
+                             argument="--data")
     progress = {"auto": None, "on": True, "off": False}[args.progress]
-    summaries = train_many(configs, data=args.data, cache_dir=args.cache_dir, download=not args.no_download,
-                           quiet=args.quiet, runs_root=args.runs, run_dir=args.run_dir, resume=args.resume,
-                           force=args.force, device=args.device, amp=args.amp, channels_last=args.channels_last,
-                           threads=args.threads, compile=args.compile, progress=progress, samples=args.samples)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            summaries = _train(configs, args, progress)
+        finally:
+            for w in caught:  # one clean line each, not "file.py:123: UserWarning:"
+                print(f"archcount train: warning: {w.message}", file=sys.stderr)
     if args.json:
         print(json.dumps([s.to_dict() for s in summaries], indent=2))
         return 0
     _print_table(summaries)
+    if len(summaries) > 1 and hasattr(summaries, "wall_time_s"):
+        print(f"wall time: {summaries.wall_time_s:.1f} s, {summaries.jobs} run(s) at a time on {summaries.cores} "
+              f"cores ({summaries.cpu})")
     return 0
+
+
+def _train(configs: list[Any], args: argparse.Namespace, progress: bool | None) -> Any:
+    from models.training import train_many
+    return train_many(configs, data=args.data, cache_dir=args.cache_dir, download=not args.no_download,
+                      quiet=args.quiet, runs_root=args.runs, run_dir=args.run_dir, resume=args.resume,
+                      force=args.force, device=args.device, amp=args.amp, channels_last=args.channels_last,
+                      threads=args.threads, jobs=args.jobs, compile=args.compile, progress=progress,
+                      samples=args.samples)
 
 
 def _print_table(summaries: list[Any]) -> None:
@@ -149,14 +174,15 @@ def _print_table(summaries: list[Any]) -> None:
     palettes = sorted({s.palette_description for s in summaries})
     for desc in palettes:
         print(f"palette: {desc}")
-    print(f"device:  {first.device} ({first.device_name}), amp {first.amp}, channels_last {first.channels_last}")
+    print(f"device:  {first.device} ({first.device_name}), amp {first.amp}, channels_last "
+          f"{', '.join(sorted({str(s.channels_last) for s in summaries}))}")
     header = ("model", "batch", "epochs", "weights", "val loss", "val acc", "best loss", "best acc", "s/epoch",
-              "img/s", "status", "run")
+              "img/s", "threads", "status", "run")
     rows = []
     for s in summaries:
         rows.append((s.model, str(s.batch_size), str(s.epochs_completed), f"{s.num_weights:,}",
                      f"{s.final_val_loss:.4f}", f"{100 * s.final_val_acc:.1f}%", f"{s.best_val_loss:.4f}",
-                     f"{100 * s.best_val_acc:.1f}%", f"{s.mean_epoch_time_s:.1f}", f"{s.images_per_s:.0f}", s.status,
+                     f"{100 * s.best_val_acc:.1f}%", f"{s.mean_epoch_time_s:.1f}", f"{s.images_per_s:.0f}", str(s.threads), s.status,
                      s.run_dir))
     widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
     for r in (header, *rows):
