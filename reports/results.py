@@ -56,6 +56,35 @@ def collect_runs(names: Sequence[str], *, runs_dir: Path | None, train: bool, ep
     return main, (sweep_runs if len(sweep_runs) > 1 else [])
 
 
+def threads_text(run: Any) -> str:
+    """``2``, or ``1 (2 runs at once)``: the threads a run trained with, and whether it shared the machine."""
+    ex = getattr(run, "execution", {}) or {}
+    together = ex.get("parallel_runs")
+    text = str(run.threads)
+    if isinstance(together, int) and together > 1:
+        text += f" ({together} runs at once)"
+    return text
+
+
+def wall_text(runs: Sequence[Any]) -> str:
+    """The wall time from the first run's start to the last run's end, and the run time they add up to."""
+    import datetime as dt
+
+    def when(text: str) -> Any:
+        try:
+            return dt.datetime.fromisoformat(text)
+        except (TypeError, ValueError):
+            return None
+    starts = [when(r.started) for r in runs]
+    ends = [when(r.finished_at) for r in runs]
+    busy = sum(float(r.train_time_s or 0) for r in runs)
+    if not runs or None in starts or None in ends:
+        return f"{len(runs)} run(s), {busy / 60:.1f} min of training time in all"
+    span = (max(ends) - min(starts)).total_seconds()
+    return (f"{len(runs)} run(s) trained in {span / 60:.1f} min of wall time, {busy / 60:.1f} min of run time in all "
+            f"(from the runs' own start and end times; runs trained in earlier sessions widen the span)")
+
+
 def same_but_batch(reference: Any, finished: Sequence[Any]) -> list[Any]:
     """Finished runs with the reference run's settings, data and palette, except the batch size."""
     if reference is None:
@@ -122,7 +151,7 @@ def training_section(main: Mapping[str, Any], sweep_runs: Sequence[Any], section
                      "final train loss": round(float(r.final["train_loss"]), 4),
                      "best val acc %": round(100 * r.best_val_acc, 2), "final val acc %": round(100 * r.final_val_acc, 2),
                      "epochs": r.epochs_completed, "s / epoch": round(r.mean_epoch_time_s, 2),
-                     "images / s": round(r.images_per_s, 1)})
+                     "images / s": round(r.images_per_s, 1), "threads": threads_text(r)})
     ev_rows = []
     for n in names:
         e = evidence.get(main[n].run_id)
@@ -187,6 +216,7 @@ def training_section(main: Mapping[str, Any], sweep_runs: Sequence[Any], section
     palettes = sorted({r.palette_description for r in all_runs})
     devices = sorted({f"{r.device} ({r.device_name}, {r.threads} threads)" for r in all_runs})
     return {"table": pd.DataFrame(rows), "evidence_table": pd.DataFrame(ev_rows), "figures": figures,
+            "wall": wall_text(all_runs),
             "sweep": sweep_df, "has_sweep": bool(sweep_rows), "sweep_rows": sweep_rows,
             "sources": sources, "palettes": palettes, "devices": devices, "evidence": evidence,
             "evidence_failed": failed, "jpeg": any("JPEG" in s for s in sources),
