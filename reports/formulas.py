@@ -650,6 +650,8 @@ class _Digits:
 
 def _cases(expr: Any, flow: Sequence[Any] | None, render: Any, join: str, plain: Any = None,
            label_fmt: str = " ({})") -> str:
+    if isinstance(expr, Formula):  # laid out already (one parity case, numbers substituted...)
+        return render(expr)
     expr = to_sympy(expr)
     with _Digits(expr):
         return _cases_inner(expr, flow, render, join, plain, label_fmt)
@@ -685,6 +687,8 @@ def latex(expr: Any, *, flow: Sequence[Any] | None = None) -> str:
 
 def display_latex(expr: Any, *, flow: Sequence[Any] | None = None) -> str:
     """LaTeX for display math: odd/even k cases as a ``cases`` environment."""
+    if isinstance(expr, Formula):
+        return expr.latex()
     expr = to_sympy(expr)
     if not layable(expr):
         return latex_math(expr)
@@ -703,6 +707,8 @@ def typst(expr: Any, *, flow: Sequence[Any] | None = None) -> str:
 
 def display_typst(expr: Any, *, flow: Sequence[Any] | None = None) -> str:
     """Display Typst math source: odd/even k cases as ``cases(...)``."""
+    if isinstance(expr, Formula):
+        return expr.typst(inline=False)
     expr = to_sympy(expr)
     if not layable(expr):
         return typst_math(expr)

@@ -81,13 +81,15 @@ def batch_sweep(rows: Sequence[Mapping[str, Any]], path: Path, model_label: str)
     if all(r.get("final_train_loss") is not None for r in rows):
         ax1.plot(bs, [r["final_train_loss"] for r in rows], "o:", color="tab:blue", alpha=0.6,
                  label="final training loss")
-        ax1.legend(fontsize=7, loc="upper left")
     ax1.set_xscale("log", base=2)
     ax1.set_xlabel("batch size (images, log scale)")
     ax1.set_ylabel("loss (nats per pixel): validation solid, training dotted", color="tab:blue", fontsize=8)
     ax2 = ax1.twinx()
     ax2.plot(bs, [100 * r["final_val_acc"] for r in rows], "s--", color="tab:red", label="final validation accuracy")
     ax2.set_ylabel("validation accuracy (% of pixels)", color="tab:red")
+    handles = ax1.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
+    ax1.legend(handles=handles, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3,
+               frameon=False)  # below the axes: the lines fill every corner
     ax1.set_title(f"{model_label}: quality after the same number of epochs", fontsize=9)
     ax1.grid(alpha=0.3)
     ax3.plot(bs, [r["epoch_time_s"] for r in rows], "o-", color="tab:green")

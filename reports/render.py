@@ -327,8 +327,12 @@ def typ_table(df: Any, columns: Sequence[Any] | None = None, *, index: bool = Fa
         parts.append("  table.header(" + ", ".join(f"[{typ_escape(c)}]" for c in df.columns) + "),")
     as_int = [_integral_floats(df.iloc[:, j]) for j in range(ncol)]
     for row in df.itertuples(index=False, name=None):
-        parts.append("  " + ", ".join(f"[{_cell_text(v, 'typ', floatfmt, as_int[j])}]" for j, v in enumerate(row))
-                     + ",")
+        cells = []
+        for j, v in enumerate(row):
+            text = _cell_text(v, "typ", floatfmt, as_int[j])
+            # the first column names the row (a model, a layer): never hyphenated
+            cells.append(f"[#text(hyphenate: false)[{text}]]" if j == 0 and not numeric[j] else f"[{text}]")
+        parts.append("  " + ", ".join(cells) + ",")
     body = "table(\n" + "\n".join(parts) + "\n)"
     if caption is not None:
         return f"#figure(\n{body},\n  caption: [{typ_escape(caption)}],\n  kind: table,\n)"

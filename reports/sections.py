@@ -319,7 +319,7 @@ def receptive_section(names: Sequence[str]) -> list[dict[str, Any]]:
 
     from analysis.receptive import receptive_field
 
-    from .formulas import parity_cases
+    from .formulas import humanize, parity_cases
 
     out = []
     for name in names:
@@ -329,9 +329,11 @@ def receptive_section(names: Sequence[str]) -> list[dict[str, Any]]:
             if t is None:
                 return "—"
             e = sp.sympify(t[0])
-            if parity:  # the model builds with one parity only: show that case
+            if parity:  # the model builds with one parity only: show that case, laid out (no other case)
                 cases = dict(parity_cases(e))
-                e = cases.get(f"k {parity}", cases.get(None, e))
+                if f"k {parity}" in cases and not e.is_number:
+                    return humanize(cases[f"k {parity}"])
+                e = cases.get(None, e)
             return e
 
         at3 = rf.evaluate(k=3)
