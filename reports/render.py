@@ -311,8 +311,8 @@ def typ_table(df: Any, columns: Sequence[Any] | None = None, *, index: bool = Fa
     ncol = len(df.columns)
     if ncol == 0:
         raise ArchcountError("typ_table: the table has no columns", argument="df")
-    if widths is None:
-        widths = ["auto"] * ncol
+    if widths is None:  # a wide table: the row names at their width, the rest share the line
+        widths = ["auto"] * ncol if ncol < 10 else ["auto"] + ["1fr"] * (ncol - 1)
     if len(widths) != ncol:
         raise ArchcountError(f"typ_table: {len(widths)} widths for {ncol} columns", argument="widths")
     for w in widths:
@@ -327,13 +327,13 @@ def typ_table(df: Any, columns: Sequence[Any] | None = None, *, index: bool = Fa
         parts.append("  table.header(" + ", ".join(f"[{typ_escape(c)}]" for c in df.columns) + "),")
     as_int = [_integral_floats(df.iloc[:, j]) for j in range(ncol)]
     for row in df.itertuples(index=False, name=None):
-        cells = []
-        for j, v in enumerate(row):
-            text = _cell_text(v, "typ", floatfmt, as_int[j])
-            # the first column names the row (a model, a layer): never hyphenated
-            cells.append(f"[#text(hyphenate: false)[{text}]]" if j == 0 and not numeric[j] else f"[{text}]")
-        parts.append("  " + ", ".join(cells) + ",")
+        cells = [_cell_text(v, "typ", floatfmt, as_int[j]) for j, v in enumerate(row)]
+        if ncol >= 10 and not numeric[0]:  # a wide table's row names (models, layers) stay whole
+            cells[0] = f"#text(hyphenate: false)[{cells[0]}]"
+        parts.append("  " + ", ".join(f"[{c}]" for c in cells) + ",")
     body = "table(\n" + "\n".join(parts) + "\n)"
+    if ncol >= 10:  # a wide table: a smaller font (a show rule inside overrides the document's)
+        body = "[#show table: set text(size: 6.5pt)\n#" + body + "]"
     if caption is not None:
         return f"#figure(\n{body},\n  caption: [{typ_escape(caption)}],\n  kind: table,\n)"
     return "#" + body
