@@ -1,4 +1,4 @@
-"""Read a written answer, safely: a formula, a relation, chained working or alternatives, on top of
+r"""Read a written answer, safely: a formula, a relation, chained working or alternatives, on top of
 the formula grammar of :mod:`analysis.parsing` (same tokens, same limits, never ``eval``); and
 :func:`check_limits`, the parser's limits for a sympy expression passed in instead of text.
 
