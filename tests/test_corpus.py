@@ -111,14 +111,15 @@ def test_reference_entries_are_well_formed() -> None:
 def test_reference_fvcore_equals_dispatch_count(name: str) -> None:
     """fvcore's conv + linear count equals the dispatch-level count of products with a Parameter
     operand, in total and per module; fvcore's matmul/bmm are the activation x activation products it
-    can see (it has no formula for scaled_dot_product_attention)."""
+    can see (it has no formula for scaled_dot_product_attention).  fvcore's einsum count is rounded to
+    4 significant digits: it reads the FLOP count from the text numpy's ``einsum_path`` prints."""
     m = measure(name)
     assert m.fvcore_weighted() == m.weighted
     per_module = m.weighted_by_module()
     assert {p: m.fvcore_weighted(p) for p in per_module} == per_module
     fv_act = sum(m.fvcore_by_operator.get(op, 0) for op in ("matmul", "bmm", "einsum"))
     sdpa = sum(p.macs for p in m.products if "attention" in p.op)
-    assert fv_act == m.activation_products - sdpa
+    assert abs(fv_act - (m.activation_products - sdpa)) <= 5e-4 * m.fvcore_by_operator.get("einsum", 0)
     assert ("aten::scaled_dot_product_attention" in m.fvcore_unsupported) == (sdpa > 0)
 
 

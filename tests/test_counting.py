@@ -277,3 +277,18 @@ def test_hyperparameter_that_differs_only_at_kernel_1_is_caught():
                              nn.Conv2d(num_filters, num_colours, 1))
     with pytest.raises(ArchcountError, match="layer 0: padding.*not affine"):
         count(factory)
+
+
+@pytest.mark.parametrize("equation, shapes", [
+    ("bchw,bdhw->bcd", [(2, 3, 4, 5), (2, 6, 4, 5)]),
+    ("bhwc", [(2, 4, 5, 3)]),                    # implicit output: the letters in alphabetical order
+    ("ij,jk", [(3, 4), (4, 5)]),                 # implicit: the letters that occur once
+    ("bij,bjk", [(2, 3, 4), (2, 4, 5)]),         # implicit: b occurs twice, so it is summed out
+])
+def test_einsum_output_letters_match_torch(equation: str, shapes: list[tuple[int, ...]]) -> None:
+    """einsum_parts gives the output torch computes, explicit or implicit (measured: torch.einsum)."""
+    from analysis.rules.ops import einsum_parts
+    tensors = [torch.zeros(s) for s in shapes]
+    terms, rhs, _ = einsum_parts([equation, *tensors])
+    sizes = {c: n for term, s in zip(terms, shapes) for c, n in zip(term, s)}
+    assert tuple(sizes[c] for c in rhs) == tuple(torch.einsum(equation, *tensors).shape)

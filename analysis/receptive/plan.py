@@ -25,7 +25,7 @@ import sympy as sp
 from ..errors import ArchcountError
 from ..graph import CapturedGraph, OpNode, SliceArg, TensorRef
 from ..rules import RULES, RuleRegistry
-from ..rules.ops import bind, index_tuple
+from ..rules.ops import bind, einsum_parts, index_tuple
 from .windows import interpolation_offsets
 
 Tag = Any  # None | int | tuple | "?"
@@ -554,12 +554,7 @@ class Planner:
         return self.mk(node, deps, kind, "global" if g else "product", {}, g), [tuple(out)]
 
     def einsum(self, node: OpNode, deps: tuple[Key, ...], args: list) -> tuple[Step, list[tuple]]:
-        eq = str(args[0]).replace(" ", "")
-        operands = list(args[1:])
-        if len(operands) == 1 and isinstance(operands[0], tuple):
-            operands = list(operands[0])
-        lhs, _, rhs = eq.partition("->")
-        terms = lhs.split(",")
+        terms, rhs, operands = einsum_parts(args, node.path)
         letter_tags: dict[str, Tag] = {}
         for term, o in zip(terms, operands):
             for letter, t in zip(term, self.tags_of(o)):

@@ -241,3 +241,21 @@ def _same(a: Any, b: Any) -> bool | None:
     if sp.count_ops(diff) <= 40 and sp.simplify(diff) == 0:
         return True
     return None
+
+
+def broadcast_shapes(a: Shape, b: Shape, spec: LayerSpec) -> Shape:
+    """The shape ``a`` and ``b`` broadcast to (torch's rules); symbolic sizes must be equal or 1."""
+    n = max(len(a), len(b))
+    a = (1,) * (n - len(a)) + tuple(a)
+    b = (1,) * (n - len(b)) + tuple(b)
+    out = []
+    for x, y in zip(a, b):
+        if _is_num(y) and int(y) == 1:
+            out.append(x)
+        elif _is_num(x) and int(x) == 1:
+            out.append(y)
+        elif _same(x, y) is False:
+            raise ArchcountError(f"shapes {a} and {b} do not broadcast", layer=spec.path)
+        else:
+            out.append(x)
+    return tuple(out)

@@ -12,7 +12,7 @@ import sympy as sp
 from ..errors import ArchcountError
 from ..shapes import out_len
 from .core import (RULES, LayerCounts, LayerSpec, Rule, Shape, _is_num, _need_input, _num, _positive, _same,
-                   _tuple, prod)
+                   _tuple, broadcast_shapes, prod)
 from .taps import exact_taps_1d, exact_transposed_taps_1d, window_taps
 
 
@@ -304,25 +304,8 @@ def elementwise_rule(spec: LayerSpec, in_shapes: Sequence[Shape]) -> LayerCounts
         raise ArchcountError("input shape unknown", layer=spec.path)
     shape = tuple(shapes[0])
     for other in shapes[1:]:
-        shape = _broadcast(shape, tuple(other), spec)
+        shape = broadcast_shapes(shape, tuple(other), spec)
     return LayerCounts("elementwise", shape, outputs=prod(shape))
-
-
-def _broadcast(a: Shape, b: Shape, spec: LayerSpec) -> Shape:
-    if len(b) > len(a):
-        a, b = b, a
-    b = (1,) * (len(a) - len(b)) + b
-    out = []
-    for x, y in zip(a, b):
-        if _is_num(y) and int(y) == 1:
-            out.append(x)
-        elif _is_num(x) and int(x) == 1:
-            out.append(y)
-        elif _same(x, y) is False:
-            raise ArchcountError(f"shapes {a} and {b} do not broadcast", layer=spec.path)
-        else:
-            out.append(x)
-    return tuple(out)
 
 
 def flatten_rule(spec: LayerSpec, in_shapes: Sequence[Shape]) -> LayerCounts:

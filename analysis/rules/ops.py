@@ -27,7 +27,7 @@ import sympy as sp
 
 from ..errors import ArchcountError
 from ..graph import SliceArg, TensorRef
-from .core import RULES, LayerCounts, LayerSpec, Shape, _is_num, _num, _same, _tuple, prod
+from .core import RULES, LayerCounts, LayerSpec, Shape, _is_num, _num, _same, _tuple, broadcast_shapes, prod
 from .layers import (adaptive_pool_rule_factory, conv_rule_factory, linear_rule, pixel_shuffle_shape,
                      pool_rule_factory, transposed_rule_factory, upsample_rule)
 
@@ -604,7 +604,7 @@ def getitem_op(spec: LayerSpec, in_shapes: Sequence[Shape]) -> LayerCounts:
     if tensor_shapes:
         bshape = tensor_shapes[0]
         for s in tensor_shapes[1:]:
-            bshape = _broadcast_shapes(bshape, s, spec)
+            bshape = broadcast_shapes(bshape, s, spec)
         out[tensor_at:tensor_at] = list(bshape)
     return _structural(tuple(out))
 
@@ -779,23 +779,6 @@ def _literal_shape(data: Any) -> Shape:
 
 # --------------------------------------------------------------------------- elementwise
 
-def _broadcast_shapes(a: Shape, b: Shape, spec: LayerSpec) -> Shape:
-    n = max(len(a), len(b))
-    a = (1,) * (n - len(a)) + tuple(a)
-    b = (1,) * (n - len(b)) + tuple(b)
-    out = []
-    for x, y in zip(a, b):
-        if _is_num(y) and int(y) == 1:
-            out.append(x)
-        elif _is_num(x) and int(x) == 1:
-            out.append(y)
-        elif _same(x, y) is False:
-            raise ArchcountError(f"shapes {a} and {b} do not broadcast", layer=spec.path)
-        else:
-            out.append(x)
-    return tuple(out)
-
-
 _UNARY = ("relu", "relu_", "relu6", "leaky_relu", "leaky_relu_", "elu", "elu_", "selu", "selu_", "celu", "celu_",
           "gelu", "silu", "mish", "hardswish", "hardsigmoid", "hardtanh", "hardtanh_", "softplus", "softsign",
           "softshrink", "hardshrink", "tanhshrink", "threshold", "threshold_", "rrelu", "logsigmoid", "sigmoid",
@@ -835,7 +818,7 @@ def elementwise_op(spec: LayerSpec, in_shapes: Sequence[Shape]) -> LayerCounts:
         raise ArchcountError("no tensor argument", layer=spec.path)
     out = shapes[0]
     for other in shapes[1:]:
-        out = _broadcast_shapes(out, other, spec)
+        out = broadcast_shapes(out, other, spec)
     return LayerCounts("elementwise", out, outputs=_numel(out))
 
 
@@ -859,7 +842,7 @@ def _matmul_shape(a: Shape, b: Shape, spec: LayerSpec) -> tuple[Shape, Any]:
     B = (*b, 1) if b1 else tuple(b)
     if _same(A[-1], B[-2]) is False:
         raise ArchcountError(f"matmul shapes {tuple(a)} and {tuple(b)} do not match", layer=spec.path)
-    batch = _broadcast_shapes(A[:-2], B[:-2], spec)
+    batch = broadcast_shapes(A[:-2], B[:-2], spec)
     out = (*batch, A[-2], B[-1])
     if a1:
         out = out[:-2] + out[-1:]
@@ -917,19 +900,29 @@ def addmm_op(spec: LayerSpec, in_shapes: Sequence[Shape]) -> LayerCounts:
 _EINSUM_TERM = re.compile(r"^[a-zA-Z.]*$")
 
 
+def einsum_parts(args: Sequence[Any], path: str = "") -> tuple[list[str], str, list[Any]]:
+    """``torch.einsum``'s arguments as (operand terms, output letters, operands); an implicit output is
+    torch's: the letters that occur once, in alphabetical order."""
+    eq = str(args[0]).replace(" ", "")
+    operands = list(args[1:])
+    if len(operands) == 1 and isinstance(operands[0], (tuple, list)):
+        operands = list(operands[0])
+    lhs, arrow, rhs = eq.partition("->")
+    terms = lhs.split(",")
+    if "..." in eq or len(terms) != len(operands) or not all(_EINSUM_TERM.match(t) for t in terms):
+        raise ArchcountError(f"einsum equation {eq!r} is not supported (no ellipsis, one term per operand)",
+                             layer=path)
+    if not arrow:
+        letters = lhs.replace(",", "")
+        rhs = "".join(sorted(c for c in set(letters) if letters.count(c) == 1))
+    return terms, rhs, operands
+
+
 @op("torch.einsum")
 def einsum_op(spec: LayerSpec, in_shapes: Sequence[Shape]) -> LayerCounts:
     """``torch.einsum("bhqd,bhkd->bhqk", q, k)``: output by letter; products = every letter's size multiplied."""
     args, _ = _args(spec)
-    eq = str(args[0]).replace(" ", "")
-    operands = list(args[1:])
-    if len(operands) == 1 and isinstance(operands[0], tuple):
-        operands = list(operands[0])
-    lhs, _, rhs = eq.partition("->")
-    terms = lhs.split(",")
-    if "..." in eq or len(terms) != len(operands) or not all(_EINSUM_TERM.match(t) for t in terms):
-        raise ArchcountError(f"einsum equation {eq!r} is not supported (no ellipsis, one term per operand)",
-                             layer=spec.path)
+    terms, rhs, operands = einsum_parts(args, spec.path)
     sizes: dict[str, Any] = {}
     for term, operand in zip(terms, operands):
         shape = _shape(spec, in_shapes, operand)
@@ -938,9 +931,6 @@ def einsum_op(spec: LayerSpec, in_shapes: Sequence[Shape]) -> LayerCounts:
                 sizes[letter] = s
             else:
                 sizes.setdefault(letter, s)
-    if not rhs and "->" not in eq:
-        counts = {c: lhs.replace(",", "").count(c) for c in sizes}
-        rhs = "".join(sorted(c for c, n in counts.items() if n == 1))
     out = tuple(sizes[c] for c in rhs)
     products = prod(sizes.values())
     params = [o for o in operands if _is_param(spec, o)]
@@ -957,7 +947,7 @@ def sdpa_op(spec: LayerSpec, in_shapes: Sequence[Shape]) -> LayerCounts:
     b = bind(spec, ("query", "key", "value"))
     q, k, v = (_shape(spec, in_shapes, b[n], n) for n in ("query", "key", "value"))
     L, E, S, Ev = q[-2], q[-1], k[-2], v[-1]
-    lead = _broadcast_shapes(q[:-2], k[:-2], spec)
+    lead = broadcast_shapes(q[:-2], k[:-2], spec)
     out = (*lead, L, Ev)
     n = prod(lead)
     products = _num(sp.expand(n * L * S * (E + Ev)))

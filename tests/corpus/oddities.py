@@ -1,6 +1,6 @@
 """Small modules, each isolating one pattern real code uses: a Conv2d subclass that strides in
 forward, one conv applied twice, a Parameter shared by two modules, slicing and concatenating a
-slice, split/stack and a spatial ``torch.amax``."""
+slice, split/stack, a spatial ``torch.amax`` and DANet's channel attention written with ``torch.einsum``."""
 from __future__ import annotations
 
 import torch
@@ -95,13 +95,34 @@ class SplitStackAmax(nn.Module):
         return self.fc(torch.amax(y, dim=(2, 3)))
 
 
+class EinsumChannelAttention(nn.Module):
+    """DANet's channel attention module (Fu et al., 2019, "Dual Attention Network for Scene
+    Segmentation", Fig. 3B), written with ``torch.einsum``: the C x C Gram matrix of the feature map,
+    a softmax over it, the channels re-mixed by it, and a learnt scale ``gamma`` on a residual."""
+
+    def __init__(self, width: float = 1.0) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 16, 3, padding=1)
+        self.gamma = nn.Parameter(torch.zeros(1))
+        self.head = nn.Conv2d(16, 4, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.conv(x))
+        energy = torch.einsum("bchw,bdhw->bcd", x, x)
+        attention = energy.softmax(dim=-1)
+        y = torch.einsum("bcd,bdhw->bchw", attention, x)
+        return self.head(self.gamma * y + x)
+
+
 for name, cls, shape, rf_layers, params, why in (
         ("strided_subclass", StridedSubclassNet, IMAGENET, (("relu#3", 32),), None,
          "224 and 225 (odd): both strided convs floor; the head is global"),
         ("shared_conv", SharedConv, (8, 32, 32), (("relu#2", 32), ("conv#1", 32)), 584, TOY_WHY),
         ("tied_convs", TiedConvs, (8, 32, 32), (("b", 32),), 592, TOY_WHY),
         ("slice_cat", SliceCat, (3, 32, 32), (("", 32),), None, TOY_WHY),
-        ("split_stack_amax", SplitStackAmax, (3, 32, 32), (("mix", 32),), None, TOY_WHY)):
+        ("split_stack_amax", SplitStackAmax, (3, 32, 32), (("mix", 32),), None, TOY_WHY),
+        ("einsum_channel_attention", EinsumChannelAttention, (3, 32, 32), (("head", 32), ("conv", 32)), None,
+         TOY_WHY)):
     register(Entry(
         name, cls, shape, IMAGENET_SIZES if shape == IMAGENET else (32, 33), why, rf_layers=rf_layers,
         rf_width=1.0, params=params,
