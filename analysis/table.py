@@ -111,6 +111,11 @@ class LayerRow:
     def category(self) -> str:
         return self.counts.category
 
+    @property
+    def batched(self) -> bool:
+        """False for a parameter read in forward and the unused-parameters row: no input, no batch axis."""
+        return self.counts.category not in ("parameter", "unused")
+
     def value(self, quantity: str) -> Any:
         return getattr(self, _q(quantity))
 
@@ -444,7 +449,8 @@ class CountTable:
         import pandas as pd
         fmt = (lambda v: sp.latex(sp.sympify(v))) if latex else (lambda v: v)
         return pd.DataFrame([{
-            "layer": r.path, "type": r.type, "input shape": _shape_str(r.in_shape), "output shape": _shape_str(r.out_shape),
+            "layer": r.path, "type": r.type, "input shape": _shape_str(r.in_shape, r.batched),
+            "output shape": _shape_str(r.out_shape, r.batched),
             "weights": fmt(r.weights), "outputs": fmt(r.outputs), "connections": fmt(r.connections),
         } for r in self.rows])
 
@@ -534,8 +540,11 @@ def _sub_params(value: Any, subs: Mapping[sp.Symbol, Any]) -> Any:
     return value
 
 
-def _shape_str(shape: Sequence[Any]) -> str:
-    return "[BS, " + ", ".join(sp.sstr(s) for s in shape) + "]" if shape else ""
+def _shape_str(shape: Sequence[Any], batch: bool = True) -> str:
+    if not shape:
+        return ""
+    inner = ", ".join(sp.sstr(s) for s in shape)
+    return f"[BS, {inner}]" if batch else f"[{inner}]"
 
 
 __all__ = ["CountTable", "LayerRow", "PartialWarning", "QUANTITIES", "SCHEMA_VERSION", "Scaling", "ScalingReport",

@@ -29,7 +29,9 @@ __all__ = ["count_markdown", "count_html", "count_latex", "receptive_markdown", 
 QUANTITIES = ("weights", "outputs", "connections")
 
 
-def _shape(shape: Sequence[Any], fmt: Any) -> str:
+def _shape(shape: Sequence[Any], fmt: Any, batch: bool = True) -> str:
+    if not batch:
+        return "[" + ", ".join(fmt(s) for s in shape) + "]" if shape else "-"
     return "[BS, " + ", ".join(fmt(s) for s in shape) + "]"
 
 
@@ -86,7 +88,7 @@ def count_markdown(table: Any) -> str:
              "| layer | type | output shape | weights | outputs | connections |",
              "| --- | --- | --- | ---: | ---: | ---: |"]
     for r in rows:
-        lines.append(f"| {md_escape(r.path)} | {md_escape(r.type)} | {md_escape(_shape(r.out_shape, formulas.text))} | "
+        lines.append(f"| {md_escape(r.path)} | {md_escape(r.type)} | {md_escape(_shape(r.out_shape, formulas.text, r.batched))} | "
                      + " | ".join(_md_math(getattr(r, q)) for q in QUANTITIES) + " |")
     lines.append("| **total** | | | " + " | ".join(
         _md_math(table.total(q), [getattr(r, q) for r in rows]) for q in QUANTITIES) + " |")
@@ -106,7 +108,7 @@ def count_html(table: Any) -> str:
            "<table>", "<thead><tr><th>layer</th><th>type</th><th>output shape</th><th>weights</th>"
            "<th>outputs</th><th>connections</th></tr></thead>", "<tbody>"]
     for r in rows:
-        cells = [r.path, r.type, _shape(r.out_shape, formulas.text)] + [_text(getattr(r, q)) for q in QUANTITIES]
+        cells = [r.path, r.type, _shape(r.out_shape, formulas.text, r.batched)] + [_text(getattr(r, q)) for q in QUANTITIES]
         out.append("<tr>" + "".join(f"<td>{e(c)}</td>" for c in cells) + "</tr>")
     totals = [_text(table.total(q), [getattr(r, q) for r in rows]) for q in QUANTITIES]
     out.append("<tr><td><b>total</b></td><td></td><td></td>" + "".join(f"<td><b>{e(t)}</b></td>" for t in totals)

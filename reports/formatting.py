@@ -70,7 +70,8 @@ def json_text(obj: Any) -> str:
 
 def count_rows(table: Any, *, all_rows: bool = False) -> list[dict[str, Any]]:
     rows = table.rows if all_rows else table.counted_rows()
-    return [{"layer": r.path, "type": r.type, "input": fmt_shape(r.in_shape), "output": fmt_shape(r.out_shape),
+    return [{"layer": r.path, "type": r.type, "input": fmt_shape(r.in_shape) if r.batched else "-",
+             "output": fmt_shape(r.out_shape, batch=r.batched) if r.batched or r.out_shape else "-",
              "weights": r.weights, "outputs": r.outputs, "connections": r.connections} for r in rows]
 
 
