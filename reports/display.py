@@ -21,18 +21,13 @@ from typing import Any, Sequence
 import sympy as sp
 
 from . import formulas
+from .formatting import fmt_shape
 from .render import md_escape
 
 __all__ = ["count_markdown", "count_html", "count_latex", "receptive_markdown", "receptive_html",
            "receptive_latex"]
 
 QUANTITIES = ("weights", "outputs", "connections")
-
-
-def _shape(shape: Sequence[Any], fmt: Any, batch: bool = True) -> str:
-    if not batch:
-        return "[" + ", ".join(fmt(s) for s in shape) + "]" if shape else "-"
-    return "[BS, " + ", ".join(fmt(s) for s in shape) + "]"
 
 
 def _md_math(v: Any, flow: Sequence[Any] | None = None) -> str:
@@ -70,7 +65,7 @@ def _tex(v: Any, flow: Sequence[Any] | None = None) -> str:
 def _count_head(table: Any) -> str:
     hp = ", ".join(f"{k}={v}" for k, v in table.hparams.items() if not isinstance(v, sp.Symbol))
     return (f"**{md_escape(table.model)}**, convention *{md_escape(table.convention.label)}*"
-            f"{', ' + md_escape(hp) if hp else ''}, input {_shape(table.input_shape, formulas.text)}")
+            f"{', ' + md_escape(hp) if hp else ''}, input {fmt_shape(table.input_shape, fmt=formulas.text)}")
 
 
 def _notes(table: Any) -> list[str]:
@@ -88,7 +83,7 @@ def count_markdown(table: Any) -> str:
              "| layer | type | output shape | weights | outputs | connections |",
              "| --- | --- | --- | ---: | ---: | ---: |"]
     for r in rows:
-        lines.append(f"| {md_escape(r.path)} | {md_escape(r.type)} | {md_escape(_shape(r.out_shape, formulas.text, r.batched))} | "
+        lines.append(f"| {md_escape(r.path)} | {md_escape(r.type)} | {md_escape(fmt_shape(r.out_shape, r.batched, formulas.text))} | "
                      + " | ".join(_md_math(getattr(r, q)) for q in QUANTITIES) + " |")
     lines.append("| **total** | | | " + " | ".join(
         _md_math(table.total(q), [getattr(r, q) for r in rows]) for q in QUANTITIES) + " |")
@@ -104,11 +99,11 @@ def count_html(table: Any) -> str:
     rows = table.counted_rows()
     hp = ", ".join(f"{k}={v}" for k, v in table.hparams.items() if not isinstance(v, sp.Symbol))
     out = [f"<p><b>{e(str(table.model))}</b>, convention <i>{e(table.convention.label)}</i>"
-           f"{', ' + e(hp) if hp else ''}, input {e(_shape(table.input_shape, formulas.text))}</p>",
+           f"{', ' + e(hp) if hp else ''}, input {e(fmt_shape(table.input_shape, fmt=formulas.text))}</p>",
            "<table>", "<thead><tr><th>layer</th><th>type</th><th>output shape</th><th>weights</th>"
            "<th>outputs</th><th>connections</th></tr></thead>", "<tbody>"]
     for r in rows:
-        cells = [r.path, r.type, _shape(r.out_shape, formulas.text, r.batched)] + [_text(getattr(r, q)) for q in QUANTITIES]
+        cells = [r.path, r.type, fmt_shape(r.out_shape, r.batched, formulas.text)] + [_text(getattr(r, q)) for q in QUANTITIES]
         out.append("<tr>" + "".join(f"<td>{e(c)}</td>" for c in cells) + "</tr>")
     totals = [_text(table.total(q), [getattr(r, q) for r in rows]) for q in QUANTITIES]
     out.append("<tr><td><b>total</b></td><td></td><td></td>" + "".join(f"<td><b>{e(t)}</b></td>" for t in totals)

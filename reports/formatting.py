@@ -25,9 +25,12 @@ def fmt_value(v: Any) -> str:
     return str(v)
 
 
-def fmt_shape(shape: Sequence[Any], batch: bool = True) -> str:
-    """``[BS, NF, ⌊H/4⌋, ⌊W/4⌋]``: symbolic sizes laid out by :mod:`reports.formulas`."""
-    inner = ", ".join(fmt_formula(s) if isinstance(s, sp.Basic) else str(s) for s in shape)
+def fmt_shape(shape: Sequence[Any], batch: bool = True, fmt: Any = None) -> str:
+    """``[BS, NF, ⌊H/4⌋, ⌊W/4⌋]``: symbolic sizes laid out by :mod:`reports.formulas` (or by ``fmt``);
+    without a batch axis ``[NF]``, and ``-`` for no shape at all (a parameter's input)."""
+    if not batch and not shape:
+        return "-"
+    inner = ", ".join(fmt(s) if fmt else fmt_formula(s) if isinstance(s, sp.Basic) else str(s) for s in shape)
     return f"[BS, {inner}]" if batch else f"[{inner}]"
 
 
@@ -70,8 +73,8 @@ def json_text(obj: Any) -> str:
 
 def count_rows(table: Any, *, all_rows: bool = False) -> list[dict[str, Any]]:
     rows = table.rows if all_rows else table.counted_rows()
-    return [{"layer": r.path, "type": r.type, "input": fmt_shape(r.in_shape) if r.batched else "-",
-             "output": fmt_shape(r.out_shape, batch=r.batched) if r.batched or r.out_shape else "-",
+    return [{"layer": r.path, "type": r.type, "input": fmt_shape(r.in_shape if r.batched else (), r.batched),
+             "output": fmt_shape(r.out_shape, r.batched),
              "weights": r.weights, "outputs": r.outputs, "connections": r.connections} for r in rows]
 
 
