@@ -217,6 +217,13 @@ class _Worker:
             events.put((self.index, kind, raw.decode("utf-8", "replace").rstrip("\n")))
         events.put((self.index, kind + "-eof", ""))
 
+    def close(self) -> None:
+        """Wait for the process and close its pipes (both readers have seen the end of their stream)."""
+        self.proc.wait()
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             try:
@@ -284,7 +291,7 @@ class _Pool:
                     else:
                         eofs[i] = eofs.get(i, 0) + 1
                     if eofs.get(i, 0) == 2:  # both streams closed: the worker is done
-                        w.proc.wait()
+                        w.close()
                         del self.running[i]
                         problem = self._finish(w, results, schedule)
                         if problem is not None and error is None:

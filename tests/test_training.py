@@ -6,6 +6,7 @@ built by tests/test_data.py's helpers), so that the whole file takes a few secon
 from __future__ import annotations
 
 import csv
+import gc
 import json
 import math
 import os
@@ -13,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -505,7 +507,11 @@ def test_parallel_runs_match_sequential_ones(env, tmp_path):
     configs.append(configs[0])  # the same run twice: trained once
     opts = dict(data=env["data"], cache_dir=env["cache"], device="cpu", threads=1, quiet=True)
     seq = train_many(configs, runs_root=tmp_path / "seq", jobs=1, **opts)
-    par = train_many(configs, runs_root=tmp_path / "par", jobs=2, **opts)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        par = train_many(configs, runs_root=tmp_path / "par", jobs=2, **opts)
+        gc.collect()
+    assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []  # worker pipes closed
     assert [s.status for s in par] == ["finished"] * 3 and par.jobs == 2 and seq.jobs == 1
     assert [metrics(s.history) for s in par] == [metrics(s.history) for s in seq]
     assert par[2].run_id == par[0].run_id and len(list((tmp_path / "par").iterdir())) == 2
