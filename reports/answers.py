@@ -287,6 +287,15 @@ def answer_strided(training: Mapping[str, Any] | None, sections: Mapping[str, An
     return {"id": "5.3", "question": QUESTIONS_2023["5.3"], "paragraphs": par, "table": None}
 
 
+def _epoch_time_reading(small: float, large: float) -> str:
+    """What the epoch times of the smallest and the largest batch say (within 5%: about the same)."""
+    if large < 0.95 * small:
+        return f"×{small / large:.2f} faster with the large batch: fewer, larger steps use the processor better"
+    if large > 1.05 * small:
+        return f"×{large / small:.2f} slower with the large batch on this machine"
+    return "about the same: here the time per epoch follows the number of images, not the number of steps"
+
+
 def _trend(xs: Sequence[float], ys: Sequence[float]) -> str:
     """'rises', 'falls', 'mostly rises', 'mostly falls' or 'shows no clear trend' with x."""
     ups = sum(1 for i in range(1, len(ys)) if ys[i] > ys[i - 1])
@@ -326,8 +335,8 @@ def answer_batch(training: Mapping[str, Any] | None, epochs: int, batch_sizes: S
                    f"epoch at batch {bs[0]} against {steps[-1]} at batch {bs[-1]} ({steps[0] * e:,} against "
                    f"{steps[-1] * e:,} updates in all), with the same learning rate.")
     t = [r["epoch_time_s"] for r in rows]
-    par.append(f"Time per epoch: {t[0]:.1f} s at batch {bs[0]} and {t[-1]:.1f} s at batch {bs[-1]} (larger batches "
-               f"use the processor better).")
+    par.append(f"Time per epoch: {t[0]:.1f} s at batch {bs[0]} and {t[-1]:.1f} s at batch {bs[-1]} "
+               f"({_epoch_time_reading(t[0], t[-1])}).")
     top = [r["top3"] for r in rows]
     if all(x is not None for x in top):
         edge = [r["edge_acc"] for r in rows]

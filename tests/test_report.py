@@ -246,6 +246,11 @@ def test_every_question_is_answered_with_numbers_from_the_runs(tiny_runs, tiny_r
     for b, r in sweep.items():
         assert f"{float(r.final['train_loss']):.3f}" in answers["5.5"] or b not in (min(sweep), max(sweep))
     assert f"{-(-12 // min(sweep))} steps per epoch" in answers["5.5"]
+    small, large, reading = re.search(r"Time per epoch: ([\d.]+) s at batch \d+ and ([\d.]+) s at batch \d+ \(([^)]*)\)",
+                                      answers["5.5"]).groups()
+    small, large = float(small), float(large)  # the sentence's verdict follows its own (rounded) numbers
+    want = "faster" if large < 0.94 * small else "slower" if large > 1.06 * small else "about the same"
+    assert want in reading or abs(large / small - 1) > 0.04 and abs(large / small - 1) < 0.06, reading
     # 4.3, 5.4, 3.3 come from the analysis and are there too
     assert "49,248" in answers["4.3"] and "padding 1 with output_padding 0" in answers["5.4"]
     assert all(a in text for a in ("question 4.2", "question 6.3"))
