@@ -51,6 +51,35 @@ _THIS = os.path.abspath(__file__)
 _ANALYSIS_DIR = os.path.dirname(_THIS)
 
 
+def _meta_batch_norm(module: Any, args: tuple, kwargs: dict) -> Any:
+    """The output of a plain BatchNorm on a valid meta input, without running it.
+
+    On the meta device torch runs BatchNorm through its Python decomposition (and imports
+    ``torch._dynamo`` to do so), which made it most of the time of a capture.  The output only needs
+    the input's shape, dtype and layout, so it is ``empty_like(x)`` once every check of the real
+    forward has passed; anything unusual (wrong channels or rank, another device, one value per
+    channel in training, a subclass with its own ``forward``) returns None and runs the real layer,
+    whose error is then the one reported.
+    """
+    import torch
+    from torch.nn.modules.batchnorm import _BatchNorm
+    if kwargs or len(args) != 1 or not isinstance(module, _BatchNorm) or type(module).forward is not _BatchNorm.forward:
+        return None
+    x = args[0]
+    if type(x) is not torch.Tensor or not x.is_meta or not x.is_floating_point() or x.dim() < 2:
+        return None
+    tensors = [t for t in (module.weight, module.bias, module.running_mean, module.running_var) if t is not None]
+    if x.shape[1] != module.num_features or any(not t.is_meta or t.dtype != x.dtype for t in tensors):
+        return None
+    try:
+        module._check_input_dim(x)
+    except (ValueError, TypeError):
+        return None
+    if module.training and x.numel() // x.shape[1] <= 1:  # torch: "Expected more than 1 value per channel"
+        return None
+    return torch.empty_like(x)
+
+
 # --------------------------------------------------------------------------- sizes that remember where they came from
 
 class SizeInt(int):
@@ -382,7 +411,9 @@ class _Recorder:
         in_tensors = _tensors((args, kwargs))
         self.suppress += 1
         try:
-            out = orig(module, *args, **kwargs)
+            out = None if self.keep_values else _meta_batch_norm(module, args, kwargs)
+            if out is None:
+                out = orig(module, *args, **kwargs)
         except BaseException as exc:
             _mark(exc, path or "layer", args, kwargs)
             raise

@@ -21,7 +21,7 @@ import json
 import math
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -75,7 +75,7 @@ class RunEvidence:
     seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        return json.loads(json.dumps(asdict(self)))
+        return json.loads(json.dumps({f.name: getattr(self, f.name) for f in fields(self)}))
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "RunEvidence":
@@ -155,9 +155,11 @@ def grey_nearest(grey: np.ndarray, palette: np.ndarray) -> np.ndarray:
     >>> grey_nearest(np.array([[[0.1, 0.9]]]), np.array([[0.0, 0.0, 0.0], [1.0, 1.0, 1.0]])).tolist()
     [[[0, 1]]]
     """
-    g = np.asarray(grey, dtype=np.float64)[..., None]             # [..., 1]
-    d = ((g - palette[:, 0]) ** 2 + (g - palette[:, 1]) ** 2 + (g - palette[:, 2]) ** 2)  # [..., K]
-    return np.argmin(d, axis=-1)
+    g = np.asarray(grey, dtype=np.float64)
+    levels, where = np.unique(g, return_inverse=True)  # images hold at most 256 grey levels: one distance row each
+    u = levels[:, None]
+    d = ((u - palette[:, 0]) ** 2 + (u - palette[:, 1]) ** 2 + (u - palette[:, 2]) ** 2)  # [levels, K]
+    return np.argmin(d, axis=-1)[where.reshape(g.shape)]
 
 
 def first_layer(model: Any) -> tuple[str, Any]:
@@ -211,15 +213,29 @@ def _load(run: Any, data: Any, cache_dir: Any) -> tuple[Any, Any, Any, str]:
                          hint="pass --data with the data the run was trained on")
 
 
+_DATA_SIDE: dict[tuple[str, str], tuple[np.ndarray, ...]] = {}
+
+
+def _data_side(cat: Any, palette: Any) -> tuple[np.ndarray, ...]:
+    """What depends only on the images and the palette, not on the run: the arrays, the grey-nearest
+    baseline and the edge/flat masks (once per process for the runs that share them)."""
+    from models.training import colourization_arrays
+    key = (cat.fingerprint, palette.sha256)
+    if key not in _DATA_SIDE:
+        x_tr, y_tr, x_va, y_va = colourization_arrays(cat, palette)
+        _DATA_SIDE.clear()  # one data set at a time: a report's runs share theirs
+        _DATA_SIDE[key] = (x_tr, y_tr, x_va, y_va, grey_nearest(x_va[:, 0], palette.array), *edge_and_flat(x_va[:, 0]))
+    return _DATA_SIDE[key]
+
+
 def compute_evidence(run: Any, *, data: Any = None, cache_dir: Any = None) -> RunEvidence:
     """Measure the evidence of one finished run (see the module docstring); no caching."""
     import torch
     import torch.nn.functional as F
 
-    from models.training import colourization_arrays
     t0 = time.perf_counter()
     net, cat, palette, sha = _load(run, data, cache_dir)
-    x_tr, y_tr, x_va, y_va = colourization_arrays(cat, palette)
+    x_tr, y_tr, x_va, y_va, grey, edges, flats = _data_side(cat, palette)
     pal = palette.array
     net.eval()
     preds = []
@@ -230,8 +246,6 @@ def compute_evidence(run: Any, *, data: Any = None, cache_dir: Any = None) -> Ru
     correct = pred == y_va
     counts = np.bincount(y_tr.ravel(), minlength=len(pal))
     most = int(np.argmax(counts))
-    grey = grey_nearest(x_va[:, 0], pal)
-    edges, flats = edge_and_flat(x_va[:, 0])
     # gradient that reaches the first layer, for the finished weights, in training mode (batch statistics)
     net.train()
     xb, yb = torch.from_numpy(x_tr[:GRAD_BATCH]), torch.from_numpy(y_tr[:GRAD_BATCH])

@@ -25,6 +25,7 @@ notebooks), :meth:`Formula.typst` (the PDF).  Expressions that depend on the par
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Iterable, Mapping, Sequence
 
 import sympy as sp
@@ -417,12 +418,20 @@ def humanize(expr: Any, *, flow: Sequence[Any] | None = None) -> Formula:
     ``flow``: the per-layer expressions in layer order; terms then follow the first layer
     that produces them (``k²(NIC·NF + 4NF² + 2NF·NC + NC² + NIC·NC)`` for UNet).
     """
-    expr = normalize_floors(sp.expand(to_sympy(expr)))
+    rows = tuple(None if e is None else to_sympy(e) for e in flow) if flow else None
+    return _humanize(to_sympy(expr), rows)
+
+
+@lru_cache(maxsize=2048)
+def _humanize(expr: Any, flow: tuple[Any, ...] | None) -> Formula:
+    """:func:`humanize` on sympy arguments, memoised: a report lays the same totals out for Markdown,
+    Typst and its answers."""
+    expr = normalize_floors(sp.expand(expr))
     if expr.is_number:
         if expr.is_Rational:
             return Formula((Term(sp.Rational(expr), ()),))
         return Formula((Term(sp.Integer(1), (Factor(expr, 1, "spatial"),)),))
-    rows = [to_sympy(e) for e in flow or () if e is not None]
+    rows = [e for e in flow or () if e is not None]
     if rows and sp.expand(normalize_floors(sp.expand(sp.Add(*rows))) - expr) == 0:
         terms = _merge([t for row in rows for t in _factor_spatial(normalize_floors(sp.expand(row)))])
     else:

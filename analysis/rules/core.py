@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import sympy as sp
@@ -228,7 +229,13 @@ def _same(a: Any, b: Any) -> bool | None:
     >>> _same(2 * (H / 2), H), _same(H, H + 1), _same(sp.floor(H / 2), H / 2)
     (True, False, None)
     """
-    diff = sp.expand(sp.sympify(a) - sp.sympify(b))
+    return _same_exprs(sp.sympify(a), sp.sympify(b))
+
+
+@lru_cache(maxsize=4096)
+def _same_exprs(a: Any, b: Any) -> bool | None:
+    """:func:`_same` on sympy expressions, memoised: every capture of a model asks the same questions."""
+    diff = sp.expand(a - b)
     if diff == 0:
         return True
     if diff.is_number:
