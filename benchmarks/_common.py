@@ -14,6 +14,34 @@ RESULTS = ROOT / "benchmarks" / "results"
 sys.path.insert(0, str(ROOT))
 
 
+def cpu_details() -> str:
+    """Vendor, family, model and vector ISA from /proc/cpuinfo: ``lscpu`` says only "AMD EPYC" for
+    both the Zen 3 and the Zen 5 machines, which differ 2-3x in speed."""
+    fields: dict[str, str] = {}
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key in ("vendor_id", "cpu family", "model", "flags") and key not in fields:
+                    fields[key] = value.strip()
+                if not line.strip() and fields:
+                    break
+    except OSError:
+        return platform.processor() or platform.machine()
+    flags = set(fields.get("flags", "").split())
+    isa = next((f for f in ("avx512f", "avx2", "sse4_2") if f in flags), "no AVX")
+    amx = " amx" if "amx_tile" in flags else ""
+    family, model = fields.get("cpu family", "?"), fields.get("model", "?")
+    zen = ""
+    if fields.get("vendor_id") == "AuthenticAMD" and family.isdigit() and model.isdigit():
+        fam, mod = int(family), int(model)
+        zen = {23: " (Zen 1/2)", 26: " (Zen 5)"}.get(fam, "")
+        if fam == 25:  # Zen 3: models 0x00-0x0f, 0x20-0x5f; Zen 4: 0x10-0x1f, 0x60-0xaf
+            zen = " (Zen 4)" if 0x10 <= mod <= 0x1f or 0x60 <= mod <= 0xaf else " (Zen 3)"
+    return f"{fields.get('vendor_id', '?')} family {family} model {model}{zen}, {isa}{amx}"
+
+
 def machine() -> dict[str, Any]:
     """Machine, device and library versions for the JSON results."""
     info: dict[str, Any] = {
@@ -21,6 +49,7 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
+        "cpu_details": cpu_details(),
     }
     try:
         import torch
