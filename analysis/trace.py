@@ -51,22 +51,45 @@ _THIS = os.path.abspath(__file__)
 _ANALYSIS_DIR = os.path.dirname(_THIS)
 
 
-def _meta_batch_norm(module: Any, args: tuple, kwargs: dict) -> Any:
-    """The output of a plain BatchNorm on a valid meta input, without running it.
+#: Layers whose output on a meta input is only the input's shape, dtype and layout (stock classes
+#: only: a subclass may compute anything).  Names, so that importing this module needs no torch.
+_ELEMENTWISE_LAYERS = frozenset({
+    "ReLU", "ReLU6", "LeakyReLU", "ELU", "CELU", "SELU", "GELU", "SiLU", "Mish", "Sigmoid", "Tanh", "Hardswish",
+    "Hardsigmoid", "Hardtanh", "Softplus", "Softsign", "Tanhshrink", "LogSigmoid", "Dropout", "AlphaDropout",
+    "FeatureAlphaDropout"})  # not Dropout1d/2d/3d: they check the rank
 
-    On the meta device torch runs BatchNorm through its Python decomposition (and imports
-    ``torch._dynamo`` to do so), which made it most of the time of a capture.  The output only needs
-    the input's shape, dtype and layout, so it is ``empty_like(x)`` once every check of the real
-    forward has passed; anything unusual (wrong channels or rank, another device, one value per
-    channel in training, a subclass with its own ``forward``) returns None and runs the real layer,
-    whose error is then the one reported.
+
+def _meta_shortcut(module: Any, args: tuple, kwargs: dict) -> Any:
+    """The output of a plain BatchNorm or elementwise layer on a valid meta input, without running it.
+
+    On the meta device torch runs these layers through its Python references, and the first such
+    call imports ``torch._dynamo`` (about 1 s, more than the rest of a report's captures together);
+    BatchNorm's decomposition was also most of the time of a capture.  The output only needs the
+    input's shape, dtype and layout, so it is ``empty_like(x)`` (the input itself for an in-place
+    layer, as torch returns it) once every check of the real forward has passed; anything unusual
+    (wrong channels or rank, another device, one value per channel in training, a subclass) returns
+    None and runs the real layer, whose error is then the one reported.
+
+    >>> import torch, torch.nn as nn
+    >>> x = torch.empty(2, 3, 4, 4, device="meta")
+    >>> _meta_shortcut(nn.ReLU(inplace=True), (x,), {}) is x, _meta_shortcut(nn.BatchNorm2d(3).to("meta"), (x,), {}).shape
+    (True, torch.Size([2, 3, 4, 4]))
+    >>> _meta_shortcut(nn.BatchNorm2d(5).to("meta"), (x,), {}) is None  # the real layer reports the mismatch
+    True
     """
     import torch
-    from torch.nn.modules.batchnorm import _BatchNorm
-    if kwargs or len(args) != 1 or not isinstance(module, _BatchNorm) or type(module).forward is not _BatchNorm.forward:
+    if kwargs or len(args) != 1:
         return None
     x = args[0]
-    if type(x) is not torch.Tensor or not x.is_meta or not x.is_floating_point() or x.dim() < 2:
+    if type(x) is not torch.Tensor or not x.is_meta or not x.is_floating_point():
+        return None
+    cls = type(module)
+    if cls.__module__ == "torch.nn.modules.activation" or cls.__module__ == "torch.nn.modules.dropout":
+        if cls.__name__ not in _ELEMENTWISE_LAYERS:
+            return None
+        return x if getattr(module, "inplace", False) else torch.empty_like(x)
+    from torch.nn.modules.batchnorm import _BatchNorm
+    if not isinstance(module, _BatchNorm) or cls.forward is not _BatchNorm.forward or x.dim() < 2:
         return None
     tensors = [t for t in (module.weight, module.bias, module.running_mean, module.running_var) if t is not None]
     if x.shape[1] != module.num_features or any(not t.is_meta or t.dtype != x.dtype for t in tensors):
@@ -77,6 +100,73 @@ def _meta_batch_norm(module: Any, args: tuple, kwargs: dict) -> Any:
         return None
     if module.training and x.numel() // x.shape[1] <= 1:  # torch: "Expected more than 1 value per channel"
         return None
+    return torch.empty_like(x)
+
+
+#: Functional and method forms of elementwise activations (same shape, dtype and layout out).
+_ELEMENTWISE_FUNCS = frozenset({
+    "torch.relu", "torch.sigmoid", "torch.tanh", "Tensor.relu", "Tensor.sigmoid", "Tensor.tanh",
+    "torch.nn.functional.relu", "torch.nn.functional.relu6", "torch.nn.functional.leaky_relu",
+    "torch.nn.functional.elu", "torch.nn.functional.gelu", "torch.nn.functional.silu",
+    "torch.nn.functional.mish", "torch.nn.functional.hardswish", "torch.nn.functional.hardsigmoid",
+    "torch.nn.functional.hardtanh", "torch.nn.functional.sigmoid", "torch.nn.functional.tanh"})
+_INPLACE_FUNCS = frozenset({"torch.relu_", "Tensor.relu_", "Tensor.sigmoid_", "Tensor.tanh_", "torch.sigmoid_",
+                            "torch.tanh_"})
+
+
+def _meta_function(key: str, func: Any, args: tuple, kwargs: dict) -> Any:
+    """The output of ``torch.cat`` or an elementwise activation on valid meta inputs, without running it
+    (see :func:`_meta_shortcut`: torch runs them through Python references that import
+    ``torch._dynamo``).  Only the plain cases: contiguous inputs of one floating dtype, sizes that
+    agree; anything else returns None and runs the real op.
+
+    >>> import torch
+    >>> a, b = torch.empty(2, 3, 4, 4, device="meta"), torch.empty(2, 5, 4, 4, device="meta")
+    >>> _meta_function("torch.cat", torch.cat, ([a, b],), {"dim": 1}).shape
+    torch.Size([2, 8, 4, 4])
+    >>> _meta_function("torch.cat", torch.cat, ([a, b],), {}) is None  # sizes disagree: torch says so
+    True
+    """
+    import torch
+    if key in ("torch.cat", "torch.concat", "torch.concatenate"):
+        if "out" in kwargs or not args or len(args) > 2 or set(kwargs) - {"dim", "axis"}:
+            return None
+        tensors, dim = args[0], args[1] if len(args) > 1 else kwargs.get("dim", kwargs.get("axis", 0))
+        if not isinstance(tensors, (list, tuple)) or not tensors or type(dim) is not int:
+            return None
+        first = tensors[0]
+        if any(type(t) is not torch.Tensor or not t.is_meta or not t.is_floating_point() or t.dtype != first.dtype
+               or t.dim() != first.dim() or not t.is_contiguous() for t in tensors) or first.dim() == 0:
+            return None
+        nd = first.dim()
+        if not -nd <= dim < nd:
+            return None
+        dim %= nd
+        if any(t.shape[:dim] != first.shape[:dim] or t.shape[dim + 1:] != first.shape[dim + 1:] for t in tensors):
+            return None
+        shape = list(first.shape)
+        shape[dim] = sum(int(t.shape[dim]) for t in tensors)
+        return torch.empty(shape, dtype=first.dtype, device="meta")
+    if key not in _ELEMENTWISE_FUNCS and key not in _INPLACE_FUNCS:
+        return None
+    x = args[0] if args else kwargs.get("input")
+    if type(x) is not torch.Tensor or not x.is_meta or not x.is_floating_point() or "out" in kwargs:
+        return None
+    if any(type(v) is torch.Tensor for v in (*args[1:], *kwargs.values())):
+        return None
+    if key in _INPLACE_FUNCS:
+        return x
+    if key.startswith("torch.nn.functional."):
+        try:
+            inplace = inspect.signature(func).bind(*args, **kwargs).arguments.get("inplace")
+        except TypeError:  # arguments torch would refuse
+            return None
+        except ValueError:  # a builtin without a signature (F.gelu): it has no inplace form
+            if "inplace" in kwargs:
+                return None
+            inplace = False
+        if inplace:
+            return x
     return torch.empty_like(x)
 
 
@@ -411,7 +501,7 @@ class _Recorder:
         in_tensors = _tensors((args, kwargs))
         self.suppress += 1
         try:
-            out = None if self.keep_values else _meta_batch_norm(module, args, kwargs)
+            out = None if self.keep_values else _meta_shortcut(module, args, kwargs)
             if out is None:
                 out = orig(module, *args, **kwargs)
         except BaseException as exc:
@@ -449,7 +539,9 @@ class _Recorder:
         in_tensors = _tensors((args, kwargs))
         ins = tuple(self.ref(t) for t in in_tensors)
         params = {"args": plain(args, self.ref), "kwargs": plain(kwargs, self.ref)}
-        out = (impl or func)(*args, **kwargs)
+        out = None if impl is not None or self.keep_values else _meta_function(key, func, args, kwargs)
+        if out is None:
+            out = (impl or func)(*args, **kwargs)
         outs = _tensors(out)
         if not outs and key != "Tensor.__setitem__":
             return out
