@@ -184,6 +184,7 @@ def collect_context(out: str | Path = "out/report", *, models: Sequence[str] | s
     from models.training import select_device
 
     from . import answers, plots, sections as S
+    from .background import background
     from .results import training_section
     t0 = time.perf_counter()
     check_options(verify_configs=verify_configs, epochs=epochs)
@@ -194,13 +195,18 @@ def collect_context(out: str | Path = "out/report", *, models: Sequence[str] | s
     fig_dir = Path(fig_dir) if fig_dir is not None else Path(out) / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
 
-    model_sections = [S.model_section(n, fig_dir) for n in names]
-    padding = S.padding_section()
     strided = [n for n in names if S.padding_description(n)] or ["conv_transpose", "unet"]
-    kernels = S.kernel_models_section(strided, verify_models=True)
-    rf = S.receptive_section(names)
-    rf_factors = S.rf_factors_section()
-    verification = S.verification_section(names, verify_configs, tools)
+
+    def independent() -> tuple[Any, ...]:  # the sections that need nothing else: beside the rest (two cores)
+        return (S.padding_section(), S.kernel_models_section(strided, verify_models=True),
+                S.receptive_section(names), S.rf_factors_section(),
+                S.verification_section(names, verify_configs, tools))
+
+    with background(independent) as job:
+        model_sections = [S.model_section(n, fig_dir) for n in names]
+        padding, kernels, rf, rf_factors, verification = job.result()
+    split = ("; padding, kernels, receptive fields and verification computed beside the rest in a forked process "
+             "with 1 torch thread") if job.from_child else ""
     by_name = {s["name"]: s for s in model_sections}
     counts = {n: S.handout_counts(n, nic=1 if n.endswith("_2021") else None, table=by_name[n]["table"])
               for n in ("pool_upsample", "cnn_2021") if n in names}
@@ -225,6 +231,7 @@ def collect_context(out: str | Path = "out/report", *, models: Sequence[str] | s
     prov = provenance(device=(", ".join(training["devices"]) if training else f"{dev.type} (analysis only)"),
                       sources=training["sources"] if training else [], palettes=training["palettes"] if training else [],
                       command=command)
+    prov["threads"] += split
     prov["jpeg_note"] = JPEG_NOTE if training and training["jpeg"] else ""
     qa = answers.all_answers(names=names, sections=model_sections, counts=counts, padding=padding, kernels=kernels,
                              rf_factors=rf_factors, rf=rf, training=training, epochs=epochs,
