@@ -214,7 +214,8 @@ def training_section(main: Mapping[str, Any], sweep_runs: Sequence[Any], section
                              for r in sweep_rows])
     sources = sorted({r.data_description for r in all_runs})
     palettes = sorted({r.palette_description for r in all_runs})
-    devices = sorted({f"{r.device} ({r.device_name}, {r.threads} threads)" for r in all_runs})
+    devices = sorted({f"{r.device} ({r.device_name}, {r.threads} thread{'' if r.threads == 1 else 's'})"
+                      for r in all_runs})
     return {"table": pd.DataFrame(rows), "evidence_table": pd.DataFrame(ev_rows), "figures": figures,
             "wall": wall_text(all_runs),
             "sweep": sweep_df, "has_sweep": bool(sweep_rows), "sweep_rows": sweep_rows,
