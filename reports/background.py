@@ -50,6 +50,7 @@ class Background(Generic[T]):
         self._fd: int | None = None
         #: whether a child was started, and whether the value came from it
         self.forked = self.from_child = False
+        self._done, self._value = False, None
         if not (can_fork() if fork is None else fork):
             return
         read, write = os.pipe()
@@ -84,7 +85,14 @@ class Background(Generic[T]):
             os._exit(status)
 
     def result(self) -> T:
-        """The value: the child's, or computed here when there was no child or it failed."""
+        """The value: the child's, or computed here when there was no child or it failed (once:
+        later calls return the same value)."""
+        if self._done:
+            return self._value
+        self._value, self._done = self._collect(), True
+        return self._value
+
+    def _collect(self) -> T:
         if self._pid is not None:
             fd, pid = self._fd, self._pid
             self._pid = self._fd = None

@@ -202,17 +202,23 @@ def collect_context(out: str | Path = "out/report", *, models: Sequence[str] | s
                 S.receptive_section(names), S.rf_factors_section(),
                 S.verification_section(names, verify_configs, tools))
 
-    with background(independent) as job:
+    with background(independent) as job:  # everything up to job.result() runs beside it
         model_sections = [S.model_section(n, fig_dir) for n in names]
+        by_name = {s["name"]: s for s in model_sections}
+        counts = {n: S.handout_counts(n, nic=1 if n.endswith("_2021") else None, table=by_name[n]["table"])
+                  for n in ("pool_upsample", "cnn_2021") if n in names}
+        scaling_fig = plots.scaling_bars([{"label": s["label"], **{f"{q}_32": s["at32"][q] for q in s["at32"]},
+                                           **{f"{q}_64": s["at64"][q] for q in s["at64"]}} for s in model_sections],
+                                         fig_dir / "scaling.png").name
+        if train:  # the thread choice of the training must see both cores free
+            job.result()
+        main, sweep_runs = collect_runs(names, runs_dir=Path(runs) if runs else None, train=train, epochs=epochs,
+                                        data=data, sweep=sweep, palette=palette, device=device, quiet=quiet)
+        training = (training_section(main, sweep_runs, model_sections, fig_dir, data=data) if main or sweep_runs
+                    else None)
         padding, kernels, rf, rf_factors, verification = job.result()
     split = ("; padding, kernels, receptive fields and verification computed beside the rest in a forked process "
              "with 1 torch thread") if job.from_child else ""
-    by_name = {s["name"]: s for s in model_sections}
-    counts = {n: S.handout_counts(n, nic=1 if n.endswith("_2021") else None, table=by_name[n]["table"])
-              for n in ("pool_upsample", "cnn_2021") if n in names}
-    main, sweep_runs = collect_runs(names, runs_dir=Path(runs) if runs else None, train=train, epochs=epochs,
-                                    data=data, sweep=sweep, palette=palette, device=device, quiet=quiet)
-    training = training_section(main, sweep_runs, model_sections, fig_dir, data=data) if main or sweep_runs else None
     missing = []
     if training is None:
         missing.append("training results: no finished runs were found. Train with `archcount report --train "
@@ -224,9 +230,6 @@ def collect_context(out: str | Path = "out/report", *, models: Sequence[str] | s
         if sweep and not training["has_sweep"]:
             missing.append(f"batch-size sweep of {label(SWEEP_MODEL)}")
         missing.extend(f"evidence of run {rid}: {why}" for rid, why in training["evidence_failed"].items())
-    scaling_fig = plots.scaling_bars([{"label": s["label"], **{f"{q}_32": s["at32"][q] for q in s["at32"]},
-                                       **{f"{q}_64": s["at64"][q] for q in s["at64"]}} for s in model_sections],
-                                     fig_dir / "scaling.png").name
     dev = select_device(device)
     prov = provenance(device=(", ".join(training["devices"]) if training else f"{dev.type} (analysis only)"),
                       sources=training["sources"] if training else [], palettes=training["palettes"] if training else [],

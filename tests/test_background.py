@@ -87,3 +87,15 @@ def test_report_is_the_same_computed_in_one_process(monkeypatch, tmp_path):
     ctx = collect_context(tmp_path, tools=("fvcore",), provenance_overrides=FIXED)
     md, _ = render_report(ctx, tmp_path, ("md",))
     assert md.read_text() == GOLDEN.read_text()
+
+
+@pytest.mark.parametrize("fork", [True, False] if can_fork() else [False])
+def test_result_is_computed_once(fork):
+    calls = []
+
+    def fn():
+        calls.append(1)
+        return len(calls)
+    with background(fn, fork=fork) as job:
+        assert job.result() == job.result() == 1
+    assert calls == ([] if fork else [1])  # a forked child appends in its own memory
