@@ -53,6 +53,8 @@ _ANALYSIS_DIR = os.path.dirname(_THIS)
 
 #: Layers whose output on a meta input is only the input's shape, dtype and layout (stock classes
 #: only: a subclass may compute anything).  Names, so that importing this module needs no torch.
+#: A subset of the elementwise layers of ``analysis.rules.layers``: those whose forward cannot fail
+#: on a floating input (not Softmax with its ``dim``, Threshold, ChannelShuffle, RReLU's checks).
 _ELEMENTWISE_LAYERS = frozenset({
     "ReLU", "ReLU6", "LeakyReLU", "ELU", "CELU", "SELU", "GELU", "SiLU", "Mish", "Sigmoid", "Tanh", "Hardswish",
     "Hardsigmoid", "Hardtanh", "Softplus", "Softsign", "Tanhshrink", "LogSigmoid", "Dropout", "AlphaDropout",

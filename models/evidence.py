@@ -239,9 +239,9 @@ def compute_evidence(run: Any, *, data: Any = None, cache_dir: Any = None) -> Ru
     x_tr, y_tr, x_va, y_va, grey, edges, flats = _data_side(cat, palette)
     pal = palette.array
     # the layout the run was trained and validated in: its own rounding, and 2-3x faster on a CPU
-    layout = (channels_last_input if getattr(run, "channels_last", False) and not torch.cuda.is_available()
-              else (lambda t: t))
-    if layout is channels_last_input:
+    cl = bool(getattr(run, "channels_last", False))
+    layout = channels_last_input if cl else (lambda t: t)
+    if cl:
         net = net.to(memory_format=torch.channels_last)
     net.eval()
     preds = []
